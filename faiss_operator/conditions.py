@@ -1,0 +1,52 @@
+"""Pure helpers to set conditions without losing their transition times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from indexops_api.status import Condition, ConditionType, FaissIndexStatus, Reason
+
+_ORDER = [ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED]
+
+
+def timestamp(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[Condition],
+    ctype: ConditionType,
+    status: bool,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> list[Condition]:
+    """A new list with ``ctype`` set; the transition time moves only when status flips."""
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.type == ctype), None)
+    since = previous.last_transition_time if previous is not None and previous.status == value else timestamp(now)
+    updated = Condition(
+        type=ctype,
+        status=value,
+        reason=reason,
+        message=message[:1024],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    others = [c for c in conditions if c.type != ctype]
+    return sorted(others + [updated], key=lambda c: _ORDER.index(c.type))
+
+
+def phase_of(status: FaissIndexStatus) -> str:
+    """One word for ``kubectl get``: the most important thing going on."""
+    ready = status.condition(ConditionType.READY)
+    progressing = status.condition(ConditionType.PROGRESSING)
+    degraded = status.condition(ConditionType.DEGRADED)
+    if progressing is not None and progressing.status == "True":
+        return "RollingOut" if progressing.reason == Reason.ROLLING_OUT else "Building"
+    if degraded is not None and degraded.status == "True":
+        return "Degraded" if status.current_version else "Failed"
+    if ready is not None and ready.status == "True":
+        return "Serving"
+    return "Pending"

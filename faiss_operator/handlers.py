@@ -1,0 +1,119 @@
+"""kopf handlers: one reconcile loop per FaissIndex, woken by events.
+
+Each FaissIndex gets a daemon that runs observe -> decide -> execute, then sleeps until
+something relevant happens (its own change, its Job or serving Deployment changing) or
+the resync interval passes. Waking is in-memory and cheap; correctness never depends on
+it because every pass is level-based.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import kopf
+
+from indexops_api import constants as c
+from indexops_api.status import BuildResult
+from faiss_operator import metrics
+from faiss_operator.config import OperatorConfig
+from faiss_operator.decide import decide
+from faiss_operator.execute import execute
+from faiss_operator.kube import clients, is_not_found
+from faiss_operator.observe import observe
+from indexops_store import StorageError
+
+CONFIG = OperatorConfig.from_env()
+_wakeups: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
+log = logging.getLogger(__name__)
+
+
+def wake(namespace: str | None, name: str | None) -> None:
+    if namespace and name:
+        _wakeups[(namespace, name)].set()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf's own bookkeeping goes to annotations, never status: the operator is the single
+    # writer of a strictly-typed status, and ArgoCD ignores annotations we list in docs.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
+    # Stalled watches reconnect (https://github.com/nolar/kopf/issues/585).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # No CRD scanning: the resources are known; this saves a cluster-wide CRD permission.
+    settings.scanning.disabled = True
+    settings.posting.reporting_component = "faiss-operator"
+    settings.posting.level = logging.WARNING + 100  # only our explicit kopf.event() calls
+
+
+def _fetch(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return clients().custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, name)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def reconcile_once(namespace: str, name: str) -> float:
+    """One observe -> decide -> execute pass; returns seconds until the next resync."""
+    body = _fetch(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return CONFIG.resync_seconds
+    started = time.monotonic()
+    obs = observe(body)
+    plan = decide(obs)
+    execute(plan, obs, body, CONFIG)
+    metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
+    last = plan.status.last_build
+    building = last is not None and last.result == BuildResult.RUNNING
+    return CONFIG.poll_seconds_while_building if building or obs.storage_error else CONFIG.resync_seconds
+
+
+@kopf.daemon(c.GROUP, c.VERSION, c.PLURAL, cancellation_timeout=10)
+async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, logger: logging.Logger, **_: Any) -> None:
+    event = _wakeups[(namespace, name)]
+    backoff = 1.0
+    while not stopped:
+        event.clear()
+        try:
+            delay = await asyncio.to_thread(reconcile_once, namespace, name)
+            backoff = 1.0
+        except StorageError as exc:
+            logger.warning(f"storage error, retrying: {exc}")
+            metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
+            delay, backoff = backoff, min(backoff * 2, 60)
+        except Exception as exc:  # keep the loop alive; the next pass recomputes everything
+            logger.exception(f"reconcile failed, retrying in {backoff:.0f}s: {exc}")
+            metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
+            delay, backoff = backoff, min(backoff * 2, 60)
+        try:
+            await asyncio.wait_for(event.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+    _wakeups.pop((namespace, name), None)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+def index_changed(name: str, namespace: str, **_: Any) -> None:
+    wake(namespace, name)
+
+
+_OWNED = {c.LABEL_PART_OF: c.PART_OF, c.LABEL_INDEX: kopf.PRESENT}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
+def job_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    wake(namespace, labels.get(c.LABEL_INDEX))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
+def deployment_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    wake(namespace, labels.get(c.LABEL_INDEX))

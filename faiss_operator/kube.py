@@ -1,0 +1,44 @@
+"""The Kubernetes API clients the operator uses, created once.
+
+In a pod this is the in-cluster service account (so the chart's RBAC is what limits
+it); elsewhere the local kubeconfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+
+@dataclass(frozen=True)
+class Clients:
+    core: kubernetes.client.CoreV1Api
+    batch: kubernetes.client.BatchV1Api
+    apps: kubernetes.client.AppsV1Api
+    custom: kubernetes.client.CustomObjectsApi
+
+
+@lru_cache(maxsize=1)
+def clients() -> Clients:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    api = kubernetes.client.ApiClient()
+    return Clients(
+        core=kubernetes.client.CoreV1Api(api),
+        batch=kubernetes.client.BatchV1Api(api),
+        apps=kubernetes.client.AppsV1Api(api),
+        custom=kubernetes.client.CustomObjectsApi(api),
+    )
+
+
+def is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def is_conflict(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 409

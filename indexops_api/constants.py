@@ -1,0 +1,31 @@
+"""Names that form the public contract: API group, labels, annotations, env vars."""
+
+GROUP = "faiss.indexops.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "FaissIndex"
+PLURAL = "faissindexes"
+SINGULAR = "faissindex"
+SHORT_NAMES = ["fi", "faiss"]
+
+PART_OF = "faiss-index-operator"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_INDEX = f"{GROUP}/index"
+LABEL_BUILD_KEY = f"{GROUP}/build-key"
+
+ANNOTATION_VERSION = f"{GROUP}/version"
+ANNOTATION_BUILD_KEY = f"{GROUP}/build-key"
+ANNOTATION_REBUILD = f"{GROUP}/rebuild-requested-at"
+
+# Environment variables the operator sets on builder and serving pods.
+ENV_BUILD_REQUEST = "FAISS_BUILD_REQUEST"
+ENV_POINTER_BUCKET = "FAISS_POINTER_BUCKET"
+ENV_POINTER_KEY = "FAISS_POINTER_KEY"
+ENV_S3_ENDPOINT = "FAISS_S3_ENDPOINT_URL"
+ENV_POD_IP = "POD_IP"
+
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "pointer.json"

@@ -1,0 +1,78 @@
+"""Deterministic names: S3 keys, version ids, Job and serving object names.
+
+Names derive from the index identity and a digest of the build-relevant spec, so
+re-running a decision (after an operator restart, a duplicate event) finds the same
+Job instead of creating a second build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+
+from indexops_api.constants import MANIFEST_FILE, POINTER_FILE
+from indexops_api.spec import FaissIndexSpec
+
+# Spec fields whose change means a different index must be built. Gates (minRecall,
+# minVectors) and rollout settings are applied by the operator to an existing manifest,
+# so changing them never rebuilds.
+BUILD_FIELDS: dict[str, object] = {
+    "horizon": True,
+    "dimension": True,
+    "metric": True,
+    "index_type": True,
+    "parameters": True,
+    "source": True,
+    "storage": {"bucket", "prefix", "endpoint"},
+    "validation": {"k", "queries"},
+}
+VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+MAX_NAME = 63
+
+
+def build_key(spec: FaissIndexSpec) -> str:
+    """sha256 over the canonical JSON of the build-relevant fields of ``spec``."""
+    relevant = spec.model_dump(mode="json", by_alias=True, include=BUILD_FIELDS)
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_id(created: datetime, key: str) -> str:
+    """Sortable, immutable version id: UTC creation time plus the build key prefix."""
+    return f"{created.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{key[:8]}"
+
+
+def _truncate(base: str, suffix: str) -> str:
+    return f"{base[: MAX_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def job_name(index: str, key: str) -> str:
+    return _truncate(index, f"build-{key[:10]}")
+
+
+def serving_name(index: str) -> str:
+    return _truncate(index, "serving")
+
+
+def index_prefix(storage_prefix: str, namespace: str, index: str, horizon: str) -> str:
+    parts = [p for p in storage_prefix.strip("/").split("/") if p]
+    return "/".join(parts + [namespace, index, horizon])
+
+
+def version_prefix(storage_prefix: str, namespace: str, index: str, horizon: str, version: str) -> str:
+    return f"{index_prefix(storage_prefix, namespace, index, horizon)}/versions/{version}"
+
+
+def manifest_key(storage_prefix: str, namespace: str, index: str, horizon: str, version: str) -> str:
+    return f"{version_prefix(storage_prefix, namespace, index, horizon, version)}/{MANIFEST_FILE}"
+
+
+def pointer_key(storage_prefix: str, namespace: str, index: str, horizon: str) -> str:
+    return f"{index_prefix(storage_prefix, namespace, index, horizon)}/{POINTER_FILE}"
+
+
+def render_location(template: str, horizon: str) -> str:
+    """Substitute ``{horizon}`` (the only placeholder) into a source location."""
+    return template.replace("{horizon}", horizon)

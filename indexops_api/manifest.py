@@ -1,0 +1,72 @@
+"""``manifest.json``: the commit marker of an immutable index version.
+
+The builder writes it last; a version without a manifest does not exist. It records
+what was built and everything measured, whether or not the gates will pass: the
+builder measures, the operator decides.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from indexops_api.base import ApiModel
+from indexops_api.spec import IndexType, Metric
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class FileEntry(ApiModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]+$")]
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+
+
+class SourceFingerprint(ApiModel):
+    uri: str
+    count: Annotated[int, Field(ge=0)]
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class Measurements(ApiModel):
+    recall_at_k: Annotated[float, Field(ge=0.0, le=1.0)]
+    k: Annotated[int, Field(ge=1)]
+    queries: Annotated[int, Field(ge=1)]
+    latency_p50_ms: Annotated[float, Field(ge=0.0)]
+    latency_p95_ms: Annotated[float, Field(ge=0.0)]
+    latency_p99_ms: Annotated[float, Field(ge=0.0)]
+
+
+class Timings(ApiModel):
+    load_seconds: float
+    train_seconds: float
+    add_seconds: float
+    validate_seconds: float
+    total_seconds: float
+
+
+class Manifest(ApiModel):
+    schema_version: int = 1
+    index: str
+    namespace: str
+    horizon: str
+    version: str
+    build_key: str
+    created_at: str
+    index_type: IndexType
+    metric: Metric
+    dimension: Annotated[int, Field(ge=1)]
+    vectors: Annotated[int, Field(ge=0)]
+    parameters: dict[str, int]
+    search_parameters: dict[str, int]
+    files: list[FileEntry]
+    index_file: str
+    ids_file: str
+    size_bytes: Annotated[int, Field(ge=0)]
+    source: SourceFingerprint
+    measurements: Measurements
+    timings: Timings
+    faiss_version: str
+    builder_version: str

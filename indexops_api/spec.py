@@ -1,0 +1,254 @@
+"""The FaissIndex spec: what a user declares with ``kubectl apply``.
+
+Field names are the product contract (see ARCHITECTURE.md). Validation lives here in two
+forms that must agree: JSON-schema constraints and CEL rules exported into the CRD (so the
+API server rejects bad specs at apply time) and pydantic validators (so ``faissctl
+validate`` and the operator reject the same specs offline).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from indexops_api.base import ApiModel
+
+HORIZON_PATTERN = r"^[1-9][0-9]*(m|h|d)$"
+# Five cron fields or a macro; the operator double-checks with a real cron parser.
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+
+
+class Metric(str, Enum):
+    L2 = "L2"
+    INNER_PRODUCT = "InnerProduct"
+    COSINE = "Cosine"
+
+
+class IndexType(str, Enum):
+    FLAT = "Flat"
+    IVF = "IVF"
+    HNSW = "HNSW"
+
+
+class S3Source(ApiModel):
+    """Embeddings stored as a float32 .npy matrix (and optional int64 ids) in S3."""
+
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN, description="Bucket holding the embeddings.")]
+    key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="Object key of the (n, dimension) float32 .npy matrix; `{horizon}` is substituted.",
+        ),
+    ]
+    ids_key: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=1024,
+            description="Optional object key of a 1-D int64 .npy of ids (row number otherwise); `{horizon}` is substituted.",
+        ),
+    ] = None
+    format: Annotated[Literal["npy"], Field(description="Object format.")] = "npy"
+    endpoint: Annotated[
+        str | None,
+        Field(default=None, description="S3 endpoint URL; defaults to spec.storage.endpoint."),
+    ] = None
+
+
+class FileSource(ApiModel):
+    """A .npy file on the builder's filesystem (local faiss-index-builder runs)."""
+
+    path: Annotated[str, Field(min_length=1, description="Path of the .npy matrix; `{horizon}` is substituted.")]
+    ids_path: Annotated[str | None, Field(default=None, description="Optional path of an int64 ids .npy.")] = None
+
+
+class Source(ApiModel):
+    """Where the embeddings come from; exactly one member is set."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.s3) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+                    "message": "source must set exactly one of s3 or file",
+                }
+            ]
+        }
+    }
+
+    s3: S3Source | None = None
+    file: FileSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        if (self.s3 is None) == (self.file is None):
+            raise ValueError("source must set exactly one of s3 or file")
+        return self
+
+
+class IndexParameters(ApiModel):
+    """Build- and search-time parameters; unset fields take the per-type defaults."""
+
+    m: Annotated[int | None, Field(default=None, ge=4, le=128, description="HNSW: neighbours per node.")] = None
+    ef_construction: Annotated[
+        int | None, Field(default=None, ge=8, le=4096, description="HNSW: build-time beam width.")
+    ] = None
+    ef_search: Annotated[int | None, Field(default=None, ge=1, le=4096, description="HNSW: search-time beam width.")] = None
+    nlist: Annotated[
+        int | None, Field(default=None, ge=1, le=1048576, description="IVF: number of inverted lists (default ~4*sqrt(n)).")
+    ] = None
+    nprobe: Annotated[int | None, Field(default=None, ge=1, le=65536, description="IVF: lists probed per query.")] = None
+
+
+class Validation(ApiModel):
+    """Gates a new version must pass before it may serve."""
+
+    min_recall: Annotated[
+        float,
+        Field(ge=0.0, le=1.0, description="Minimum recall@k against exact search on held-out queries."),
+    ] = 0.9
+    k: Annotated[int, Field(ge=1, le=1000, description="k used for recall@k.")] = 10
+    queries: Annotated[
+        int, Field(ge=10, le=100000, description="Number of held-out query vectors sampled from the source.")
+    ] = 200
+    min_vectors: Annotated[int, Field(ge=1, description="Minimum number of vectors in a new version.")] = 1
+
+
+class Rollout(ApiModel):
+    percent: Annotated[
+        int,
+        Field(ge=0, le=100, description="Share of queries sent to the newest validated version; 100 promotes at once."),
+    ] = 100
+
+
+class SecretRef(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=253, description="Secret in the FaissIndex's namespace.")]
+
+
+class Storage(ApiModel):
+    """Where versions and the serving pointer are written."""
+
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN, description="Artifact bucket.")]
+    prefix: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9._\-/]*$", max_length=512, description="Key prefix under the bucket."),
+    ] = "faiss-indexes"
+    endpoint: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^https?://", description="S3-compatible endpoint URL; AWS when unset."),
+    ] = None
+    region: Annotated[str | None, Field(default=None, description="S3 region.")] = None
+    credentials_secret: Annotated[
+        SecretRef | None,
+        Field(
+            default=None,
+            description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ambient credentials when unset.",
+        ),
+    ] = None
+    deletion_policy: Annotated[
+        Literal["Retain", "Delete"], Field(description="What happens to artifacts when the FaissIndex is deleted.")
+    ] = "Retain"
+
+
+class Resources(ApiModel):
+    """A plain container resources block (requests/limits of cpu and memory)."""
+
+    requests: dict[str, str] | None = None
+    limits: dict[str, str] | None = None
+
+
+class Build(ApiModel):
+    image: Annotated[str | None, Field(default=None, description="Builder image; the operator's default when unset.")] = None
+    resources: Resources | None = None
+    active_deadline_seconds: Annotated[int, Field(ge=30, le=604800, description="Build timeout.")] = 3600
+    backoff_limit: Annotated[int, Field(ge=0, le=10, description="Pod retries inside one build Job.")] = 0
+
+
+class Serving(ApiModel):
+    enabled: Annotated[bool, Field(description="Whether the operator runs a serving Deployment + Service.")] = True
+    replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8080
+    image: Annotated[str | None, Field(default=None, description="Serving image; the operator's default when unset.")] = None
+    resources: Resources | None = None
+
+
+class FaissIndexSpec(ApiModel):
+    """Desired state of one FAISS index for one horizon."""
+
+    horizon: Annotated[
+        str,
+        Field(pattern=HORIZON_PATTERN, max_length=8, description="Forecast horizon / data partition, e.g. 6h, 24h, 2d."),
+    ]
+    dimension: Annotated[int, Field(ge=1, le=65536, description="Vector dimension.")]
+    metric: Annotated[Metric, Field(description="Distance metric.")] = Metric.L2
+    index_type: Annotated[IndexType, Field(description="FAISS index family.")] = IndexType.HNSW
+    parameters: IndexParameters = IndexParameters()
+    source: Source
+    storage: Storage
+    validation: Validation = Validation()
+    rollout: Rollout = Rollout()
+    schedule: Annotated[
+        str | None,
+        Field(default=None, pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rebuilds."),
+    ] = None
+    build: Build = Build()
+    serving: Serving = Serving()
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None and not _looks_like_cron(value):
+            raise ValueError(f"schedule {value!r} is not a 5-field cron expression or @macro")
+        return value
+
+    @model_validator(mode="after")
+    def _parameters_fit_type(self) -> "FaissIndexSpec":
+        problems = parameter_problems(self.index_type, self.parameters)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+_HNSW_ONLY = ("m", "ef_construction", "ef_search")
+_IVF_ONLY = ("nlist", "nprobe")
+_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
+
+
+def _looks_like_cron(value: str) -> bool:
+    if value.startswith("@"):
+        return re.match(CRON_PATTERN, value) is not None
+    fields = value.split()
+    return len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)
+
+
+def parameter_problems(index_type: IndexType, params: IndexParameters) -> list[str]:
+    """Parameters that make no sense for the index type (mirrors the CEL rules)."""
+    allowed = _ALLOWED[index_type.value]
+    return [
+        f"parameters.{IndexParameters.model_fields[name].alias} does not apply to indexType {index_type.value}"
+        for name in _HNSW_ONLY + _IVF_ONLY
+        if getattr(params, name) is not None and name not in allowed
+    ]
+
+
+# CEL mirror of parameter_problems, attached to the spec schema by crd.py.
+_ALLOWED = {"Flat": (), "IVF": _IVF_ONLY, "HNSW": _HNSW_ONLY}
+
+
+def _cel_forbid(index_type: str) -> dict[str, str]:
+    names = [IndexParameters.model_fields[n].alias for n in _HNSW_ONLY + _IVF_ONLY if n not in _ALLOWED[index_type]]
+    absent = " && ".join(f"!has(self.parameters.{n})" for n in names)
+    return {
+        "rule": f"self.indexType != '{index_type}' || !has(self.parameters) || ({absent})",
+        "message": f"parameters {', '.join(names)} do not apply to indexType {index_type}",
+    }
+
+
+SPEC_CEL_RULES = [_cel_forbid(t) for t in _ALLOWED]
