@@ -203,7 +203,7 @@ def _with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexS
         ready = (True, Reason.SERVING_DISABLED, f"version {status.current_version} is published; serving is managed elsewhere")
     elif serving is None or not serving.exists or serving.ready_replicas < max(1, serving.desired_replicas):
         have = serving.ready_replicas if serving else 0
-        want = spec.serving.replicas
+        want = serving.desired_replicas if serving and serving.exists else spec.serving.replicas
         ready = (False, Reason.SERVING_UNAVAILABLE, f"{have}/{want} serving replicas ready for {status.current_version}")
     else:
         ready = (True, Reason.SERVING, f"version {status.current_version} serving on {serving.ready_replicas} replica(s)")

@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class Container:
     workdir: str = ""
     next_start: float = 0.0  # monotonic time before which a restart must wait (back-off)
     launches: int = 0
+    started_mono: float = 0.0
+    crash_streak: int = 0
+    _pending_exit: bool = False  # a start error counts as an exit for restart logic
 
     @property
     def name(self) -> str:
@@ -114,6 +118,7 @@ class Container:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                 cwd="/", start_new_session=True)
         self.launches += 1
+        self.started_mono = time.monotonic()
         self.container_id = f"localprocess://{self.proc.pid}"
         self.state = {"running": {"startedAt": now_iso()}}
         self.ready = False
@@ -122,6 +127,8 @@ class Container:
 
     def _start_error(self, message: str) -> None:
         self.launches += 1
+        self.started_mono = time.monotonic()
+        self._pending_exit = True
         self.proc = None
         ts = now_iso()
         self.state = {"terminated": {"exitCode": 128, "reason": "StartError",
@@ -130,6 +137,9 @@ class Container:
 
     def collect_exit(self) -> bool:
         """If the process has exited, record the terminated state; True if it just did."""
+        if self._pending_exit:
+            self._pending_exit = False
+            return True
         if self.proc is None or "running" not in self.state:
             return False
         code = self.proc.poll()

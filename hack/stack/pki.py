@@ -54,7 +54,7 @@ def _leaf(certs: Path, stem: str, subject: x509.Name, ca_key: Key, ca_cert: x509
     key = ec.generate_private_key(ec.SECP256R1())
     b = (_builder(subject, ca_cert.subject, key)
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
+         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
                                       content_commitment=False, data_encipherment=False,
                                       key_agreement=False, key_cert_sign=False, crl_sign=False,
                                       encipher_only=False, decipher_only=False), critical=True)

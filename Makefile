@@ -1,0 +1,89 @@
+# faiss-index-operator — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY_VERSION ?= 3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.9.30
+STACK_DIR ?= $(CURDIR)/.stack
+export FAISS_STACK_DIR := $(STACK_DIR)
+STACK := $(PY) hack/stack/stack.py
+PYTEST_ARGS ?=
+
+##@ Setup
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv from requirements.lock (fast, repeatable)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python$(PY_VERSION) -m pip install -q "uv==$(UV_VERSION)"
+	@test -x $(PY) || uv venv -q --python python$(PY_VERSION) $(VENV)
+	VIRTUAL_ENV=$(VENV) uv pip sync -q requirements.lock
+	VIRTUAL_ENV=$(VENV) uv pip install -q --no-deps -e .
+	@touch $@
+
+.PHONY: lock
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	uv pip compile pyproject.toml --extra dev --python-version $(PY_VERSION) -o requirements.lock
+
+.PHONY: tools
+tools: ## Build etcd, kube-apiserver, kube-controller-manager, helm from Go modules (cached in ~/.cache)
+	bash hack/build-tools.sh all
+
+##@ Development
+.PHONY: generate
+generate: install ## Regenerate the CRD (crds/ and the chart) from the pydantic models
+	$(PY) hack/generate.py
+
+.PHONY: lint
+lint: install ## Layering contracts (import-linter) and generated-file drift
+	$(VENV)/bin/lint-imports
+	$(PY) hack/generate.py --check
+
+##@ Local stack (dev/test infrastructure, see hack/stack/)
+.PHONY: stack-up
+stack-up: install tools ## Start etcd, kube-apiserver, kube-controller-manager, node agent, S3 (moto)
+	$(STACK) up
+
+.PHONY: stack-down
+stack-down: ## Stop the local stack and every process it started
+	@test -x $(PY) && $(STACK) down || true
+
+.PHONY: stack-status
+stack-status: ## Show the local stack's components
+	$(STACK) status
+
+##@ Demo and tests
+.PHONY: demo
+demo: stack-up ## Full walkthrough: helm install, sample index, wait Ready, query, describe
+	$(PY) hack/demo.py
+
+.PHONY: test-unit
+test-unit: install ## Pure unit tests (no network)
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: install ## Integration tests (real S3 server on loopback)
+	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm)
+	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+.PHONY: test
+test: install lint tools ## Everything: unit, integration and e2e (starts and stops the stack)
+	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+	$(STACK) up
+	set -o pipefail; $(PY) -m pytest tests/e2e -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+
+.PHONY: bench
+bench: install ## Benchmarks (results under bench/results/)
+	$(PY) bench/run.py
+
+.PHONY: clean
+clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
+	rm -rf $(VENV) $(STACK_DIR) .pytest_cache
+
+##@ Help
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -1,0 +1,143 @@
+"""One build, start to finish: preflight, load, check, train, add, measure, publish.
+
+Every step raises a typed ``BuildFailure``; this module only sequences them and times
+each stage. Nothing is written to the version prefix until the index is built and
+measured, and the manifest goes last, so a failure at any point leaves no version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index_builder import __version__, build, checks, measure, params, publish, source
+from index_builder.errors import BuildError, BuildFailure
+from index_builder.logs import StageTimer
+from indexops_api.build_request import BuildRequest
+from indexops_api.layout import version_prefix
+from indexops_api.manifest import Manifest, Measurements, SourceFingerprint, Timings
+from indexops_store.s3 import ArtifactStore, make_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    manifest: Manifest
+    already_published: bool
+    manifest_uri: str
+
+
+def seed_for(build_key: str) -> int:
+    """A 31-bit seed derived from the build key: a retried build samples the same rows."""
+    return int(hashlib.sha256(build_key.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = None) -> Outcome:
+    """Build and publish the version described by ``request``; raise ``BuildFailure`` on any error."""
+    spec = request.spec
+    timer = StageTimer()
+    prefix = version_prefix(spec.storage.prefix, request.namespace, request.index, spec.horizon, request.version)
+    store = ArtifactStore(make_client(spec.storage.endpoint, spec.storage.region), spec.storage.bucket)
+    manifest_uri = f"s3://{store.bucket}/{prefix}/manifest.json"
+    log.info(
+        "build started",
+        extra={"index": request.index, "namespace": request.namespace, "version": request.version,
+               "indexType": spec.index_type.value, "metric": spec.metric.value, "target": manifest_uri},
+    )
+    with timer.stage("preflight"):
+        existing = publish.existing_manifest(store, prefix, request.build_key)
+    if existing is not None:
+        log.info("version already published by this build; nothing to do", extra={"manifest": manifest_uri})
+        return Outcome(existing, True, manifest_uri)
+
+    with tempfile.TemporaryDirectory(prefix="faiss-build-", dir=workdir) as tmp:
+        work = Path(tmp)
+        with timer.stage("load"):
+            location = source.locate(spec, env)
+            fetched = source.fetch(location, work)
+            matrix = source.open_npy(fetched.vectors_path, name=fetched.uri)
+            n = checks.check_shape(matrix.shape, matrix.dtype, name=fetched.uri, dimension=spec.dimension)
+            resolved = params.resolve(spec.index_type, spec.parameters, n)
+            checks.check_count(
+                n, name=fetched.uri, min_vectors=spec.validation.min_vectors,
+                index_type=spec.index_type, resolved=resolved,
+            )
+            checks.check_values(matrix, name=fetched.uri, metric=spec.metric)
+            ids = _load_ids(fetched, n)
+        log.info("source loaded", extra={"uri": fetched.uri, "vectors": n, "dtype": str(matrix.dtype),
+                                         "parameters": resolved.build, "searchParameters": resolved.search})
+        seed = seed_for(request.build_key)
+        try:
+            index = build.new_index(spec.dimension, spec.metric, spec.index_type, resolved)
+            with timer.stage("train"):
+                build.train(index, matrix, spec.metric, resolved, seed)
+            with timer.stage("add", rows=n):
+                build.add_all(index, matrix, spec.metric)
+            with timer.stage("validate", queries=spec.validation.queries, k=spec.validation.k):
+                measured = measure.measure(
+                    index, matrix, metric=spec.metric, search=resolved.search,
+                    k=spec.validation.k, queries=spec.validation.queries, seed=seed ^ 1,
+                )
+            log.info("measured", extra={"recallAtK": measured.recall_at_k, "k": measured.k,
+                                        "p50Ms": measured.latency_p50_ms, "p99Ms": measured.latency_p99_ms})
+            paths = _write_files(work, index, ids, measured.query_rows)
+        except BuildFailure:
+            raise
+        except (RuntimeError, MemoryError, ValueError) as exc:
+            raise BuildError(f"FAISS {spec.index_type.value} build of {n} vectors failed: {exc}") from exc
+
+        with timer.stage("publish"):
+            if publish.existing_manifest(store, prefix, request.build_key) is not None:
+                log.info("another attempt of this build committed meanwhile; not overwriting")
+                return Outcome(store.read_manifest(f"{prefix}/manifest.json"), True, manifest_uri)
+            publish.upload(store, prefix, paths)
+            manifest = publish.make_manifest(
+                request,
+                vectors=n,
+                parameters=resolved.build,
+                search_parameters=resolved.search,
+                files=publish.file_entries(paths),
+                source=SourceFingerprint(uri=fetched.uri, count=n, etag=fetched.etag, last_modified=fetched.last_modified),
+                measurements=Measurements(
+                    recall_at_k=measured.recall_at_k, k=measured.k, queries=len(measured.query_rows),
+                    latency_p50_ms=measured.latency_p50_ms, latency_p95_ms=measured.latency_p95_ms,
+                    latency_p99_ms=measured.latency_p99_ms,
+                ),
+                timings=Timings(
+                    load_seconds=timer.get("load"), train_seconds=timer.get("train"), add_seconds=timer.get("add"),
+                    validate_seconds=timer.get("validate"), total_seconds=timer.total(),
+                ),
+                faiss_version=faiss.__version__,
+                builder_version=__version__,
+            )
+            written = publish.commit(store, prefix, manifest)
+    log.info("build finished", extra={"manifest": manifest_uri, "seconds": timer.total(), "written": written})
+    return Outcome(manifest, not written, manifest_uri)
+
+
+def _load_ids(fetched: source.FetchedSource, n: int) -> np.ndarray:
+    if fetched.ids_path is None:
+        return np.arange(n, dtype=np.int64)
+    assert fetched.ids_uri is not None
+    raw = source.open_npy(fetched.ids_path, name=fetched.ids_uri)
+    return checks.check_ids(np.asarray(raw), name=fetched.ids_uri, n=n)
+
+
+def _write_files(work: Path, index: faiss.Index, ids: np.ndarray, query_rows: np.ndarray) -> list[Path]:
+    out = work / "out"
+    out.mkdir()
+    index_path = out / publish.INDEX_FILE
+    faiss.write_index(index, str(index_path))
+    ids_path = out / publish.IDS_FILE
+    np.save(ids_path, ids.astype(np.int64, copy=False), allow_pickle=False)
+    queries_path = out / publish.QUERIES_FILE
+    np.save(queries_path, query_rows.astype(np.int64, copy=False), allow_pickle=False)
+    return [index_path, ids_path, queries_path]

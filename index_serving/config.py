@@ -1,0 +1,92 @@
+"""Serving configuration: environment first (set by the operator), flags override.
+
+The operator configures serving pods only through environment variables (pointer
+location, endpoint, pod IP), so ``from_env`` is the primary constructor and the CLI
+passes its flags as overrides. The bind address defaults to the pod IP because the
+local test harness runs every pod on one host with its own 127.0.0.N.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from index_serving.errors import ConfigError
+from indexops_api.constants import ENV_POD_IP, ENV_POINTER_BUCKET, ENV_POINTER_KEY, ENV_S3_ENDPOINT
+
+ENV_PORT = "FAISS_SERVING_PORT"
+ENV_POLL_SECONDS = "FAISS_POLL_SECONDS"
+ENV_CACHE_DIR = "FAISS_CACHE_DIR"
+ENV_SEARCH_THREADS = "FAISS_SEARCH_THREADS"
+ENV_REGION = "AWS_DEFAULT_REGION"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    pointer_bucket: str
+    pointer_key: str
+    endpoint: str | None = None
+    region: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    poll_seconds: float = 2.0
+    cache_dir: Path = Path("/tmp/faiss-cache")
+    search_threads: int = 4
+    shutdown_seconds: float = 20.0
+
+    @property
+    def versions_prefix(self) -> str:
+        """Versions live next to the pointer: ``<index prefix>/versions``."""
+        parent = posixpath.dirname(self.pointer_key)
+        return f"{parent}/versions" if parent else "versions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServingConfig":
+        """Read the environment, then apply non-None ``overrides`` (CLI flags)."""
+        env = os.environ if env is None else env
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values: dict[str, Any] = {
+            "pointer_bucket": env.get(ENV_POINTER_BUCKET) or None,
+            "pointer_key": env.get(ENV_POINTER_KEY) or None,
+            "endpoint": env.get(ENV_S3_ENDPOINT) or None,
+            "region": env.get(ENV_REGION) or None,
+            "host": env.get(ENV_POD_IP) or "0.0.0.0",
+            "port": _number(env, ENV_PORT, int, 8080),
+            "poll_seconds": _number(env, ENV_POLL_SECONDS, float, 2.0),
+            "cache_dir": Path(env.get(ENV_CACHE_DIR) or "/tmp/faiss-cache"),
+            "search_threads": _number(env, ENV_SEARCH_THREADS, int, 4),
+        }
+        values.update(given)
+        missing = [name for name, var in (("pointer_bucket", ENV_POINTER_BUCKET), ("pointer_key", ENV_POINTER_KEY))
+                   if not values[name]]
+        if missing:
+            names = {"pointer_bucket": f"{ENV_POINTER_BUCKET} / --pointer-bucket", "pointer_key": f"{ENV_POINTER_KEY} / --pointer-key"}
+            raise ConfigError("missing serving configuration: " + ", ".join(names[m] for m in missing))
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port} is outside 1..65535")
+        if self.poll_seconds <= 0:
+            raise ConfigError(f"poll interval must be positive, got {self.poll_seconds}")
+        if self.search_threads < 1:
+            raise ConfigError(f"search threads must be >= 1, got {self.search_threads}")
+
+    def with_overrides(self, **overrides: Any) -> "ServingConfig":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc

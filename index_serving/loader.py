@@ -1,0 +1,187 @@
+"""Download, verify and load one index version; a version that fails any step is rejected.
+
+Nothing is served that does not match its manifest byte for byte: every listed file is
+downloaded to a temporary name, its size and sha256 compared with the manifest, and
+only then renamed into the version's cache directory. Files already cached are
+re-verified rather than trusted, so a corrupt cache is repaired by a fresh download.
+The index is memory-mapped when FAISS supports it for the type (flat codes, IVF lists),
+which lets several versions share RAM with the page cache during a canary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index_serving.errors import VersionRejected
+from indexops_api.constants import MANIFEST_FILE
+from indexops_api.manifest import FileEntry, Manifest
+from indexops_api.spec import Metric
+from indexops_store.s3 import ArtifactStore, StorageError, sha256_file
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
+# Most mapped first; each step back is a fallback for types/builds that refuse the flag.
+_READ_MODES = (
+    ("mmap", getattr(faiss, "IO_FLAG_MMAP", 0) | getattr(faiss, "IO_FLAG_MMAP_IFC", 0)),
+    ("mmap-ivf", getattr(faiss, "IO_FLAG_MMAP", 0)),
+    ("memory", 0),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedVersion:
+    """An immutable, verified, searchable version (search parameters already applied)."""
+
+    version: str
+    manifest: Manifest
+    index: faiss.Index
+    ids: np.ndarray
+    directory: Path
+    read_mode: str
+    load_seconds: float
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def dimension(self) -> int:
+        return self.manifest.dimension
+
+    @property
+    def cosine(self) -> bool:
+        return self.manifest.metric is Metric.COSINE
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[list[list[int]], list[list[float]]]:
+        """Top-k ids (mapped through ids.npy) and distances; missing results are dropped."""
+        if self.cosine:
+            queries = np.array(queries, dtype=np.float32, copy=True)
+            faiss.normalize_L2(queries)
+        distances, positions = self.index.search(queries, k)
+        ids_out: list[list[int]] = []
+        dist_out: list[list[float]] = []
+        for row_pos, row_dist in zip(positions, distances):
+            keep = row_pos >= 0
+            ids_out.append(self.ids[row_pos[keep]].tolist())
+            dist_out.append(row_dist[keep].tolist())
+        return ids_out, dist_out
+
+
+class VersionLoader:
+    """Turns a version id into a ``LoadedVersion`` using one store and one cache directory."""
+
+    def __init__(self, store: ArtifactStore, versions_prefix: str, cache_dir: Path):
+        self.store = store
+        self.versions_prefix = versions_prefix.rstrip("/")
+        self.cache_dir = cache_dir
+
+    def directory(self, version: str) -> Path:
+        return self.cache_dir / version
+
+    def load(self, version: str) -> LoadedVersion:
+        started = time.perf_counter()
+        if not _SAFE_NAME.match(version) or version in (".", ".."):
+            raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
+        manifest = self._manifest(version)
+        directory = self.directory(version)
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry in manifest.files:
+            self._fetch_verified(version, entry, directory)
+        index, mode = self._read_index(version, directory / manifest.index_file)
+        ids = self._read_ids(version, directory / manifest.ids_file)
+        self._check_consistent(version, manifest, index, ids)
+        try:
+            space = faiss.ParameterSpace()
+            for name, value in manifest.search_parameters.items():
+                space.set_index_parameter(index, name, value)
+        except RuntimeError as exc:
+            raise VersionRejected(version, "load", f"cannot apply search parameters: {exc}") from exc
+        seconds = time.perf_counter() - started
+        log.info("version loaded", extra={"version": version, "vectors": index.ntotal, "readMode": mode,
+                                          "seconds": round(seconds, 3), "searchParameters": manifest.search_parameters})
+        return LoadedVersion(version, manifest, index, ids, directory, mode, seconds)
+
+    def discard(self, version: str) -> None:
+        """Remove a version's cached files (open mmaps stay valid until released)."""
+        if _SAFE_NAME.match(version) and version not in (".", ".."):
+            shutil.rmtree(self.directory(version), ignore_errors=True)
+
+    def _manifest(self, version: str) -> Manifest:
+        key = f"{self.versions_prefix}/{version}/{MANIFEST_FILE}"
+        try:
+            manifest = self.store.read_manifest(key)
+        except StorageError as exc:
+            raise VersionRejected(version, "manifest", str(exc)) from exc
+        if manifest.version != version:
+            raise VersionRejected(version, "manifest", f"s3://{self.store.bucket}/{key} describes version {manifest.version}")
+        names = {f.name for f in manifest.files}
+        for needed in (manifest.index_file, manifest.ids_file):
+            if needed not in names:
+                raise VersionRejected(version, "manifest", f"manifest does not list {needed} in its files")
+        for name in names:
+            if not _SAFE_NAME.match(name) or name in (".", "..", MANIFEST_FILE):
+                raise VersionRejected(version, "manifest", f"manifest lists an unsafe file name {name!r}")
+        return manifest
+
+    def _fetch_verified(self, version: str, entry: FileEntry, directory: Path) -> None:
+        path = directory / entry.name
+        if path.is_file() and _matches(path, entry):
+            return
+        partial = directory / f".{entry.name}.part"
+        key = f"{self.versions_prefix}/{version}/{entry.name}"
+        try:
+            self.store.download_file(key, partial)
+        except StorageError as exc:
+            partial.unlink(missing_ok=True)
+            raise VersionRejected(version, "download", str(exc)) from exc
+        size = partial.stat().st_size
+        if size != entry.size:
+            partial.unlink(missing_ok=True)
+            raise VersionRejected(version, "checksum", f"{entry.name} has {size} bytes, manifest says {entry.size}")
+        digest = sha256_file(partial)
+        if digest != entry.sha256:
+            partial.unlink(missing_ok=True)
+            raise VersionRejected(
+                version, "checksum", f"{entry.name} sha256 {digest[:16]}... does not match manifest {entry.sha256[:16]}..."
+            )
+        os.replace(partial, path)
+
+    def _read_index(self, version: str, path: Path) -> tuple[faiss.Index, str]:
+        last: Exception | None = None
+        for mode, flags in _READ_MODES:
+            try:
+                return faiss.read_index(str(path), flags), mode
+            except RuntimeError as exc:
+                last = exc
+        raise VersionRejected(version, "load", f"faiss cannot read {path.name}: {last}")
+
+    def _read_ids(self, version: str, path: Path) -> np.ndarray:
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise VersionRejected(version, "load", f"{path.name} is not a valid .npy: {exc}") from exc
+        if ids.ndim != 1 or ids.dtype != np.int64:
+            raise VersionRejected(version, "load", f"{path.name} must be 1-D int64, got {ids.dtype} {ids.shape}")
+        return ids
+
+    @staticmethod
+    def _check_consistent(version: str, manifest: Manifest, index: faiss.Index, ids: np.ndarray) -> None:
+        if index.d != manifest.dimension:
+            raise VersionRejected(version, "load", f"index dimension {index.d} != manifest dimension {manifest.dimension}")
+        if index.ntotal != manifest.vectors or ids.shape[0] != index.ntotal:
+            raise VersionRejected(
+                version, "load",
+                f"index holds {index.ntotal} vectors, ids {ids.shape[0]}, manifest says {manifest.vectors}",
+            )
+
+
+def _matches(path: Path, entry: FileEntry) -> bool:
+    return path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
