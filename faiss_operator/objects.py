@@ -125,8 +125,8 @@ def build_deployment(*, index: str, namespace: str, uid: str, spec: FaissIndexSp
         {"name": c.ENV_POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": c.ENV_POINTER_BUCKET, "value": spec.storage.bucket},
         {"name": c.ENV_POINTER_KEY, "value": pointer_key(spec.storage.prefix, namespace, index, spec.horizon)},
-        {"name": "FAISS_SERVING_PORT", "value": str(spec.serving.port)},
-        {"name": "FAISS_CACHE_DIR", "value": "/cache"},
+        {"name": c.ENV_SERVING_PORT, "value": str(spec.serving.port)},
+        {"name": c.ENV_CACHE_DIR, "value": "/cache"},
     ]
     selector = {c.LABEL_INDEX: index, c.LABEL_COMPONENT: "serving"}
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2}

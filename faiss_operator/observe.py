@@ -43,13 +43,19 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
+def _last_line(text: str) -> str:
+    """Termination messages may fall back to a log tail; the last line says what failed."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def _termination_message(namespace: str, job: str) -> str:
     pods = clients().core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
     for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min, reverse=True):
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             term = cs.state.terminated if cs.state else None
             if term is not None and term.exit_code != 0:
-                return (term.message or "").strip() or f"builder exited with code {term.exit_code} ({term.reason})"
+                return _last_line(term.message or "") or f"builder exited with code {term.exit_code} ({term.reason})"
     return ""
 
 

@@ -71,8 +71,8 @@ class ServingConfig:
         return config
 
     def check(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"port {self.port} is outside 1..65535")
+        if not 0 <= self.port < 65536:  # 0 = any free port (tests, local runs)
+            raise ConfigError(f"port {self.port} is outside 0..65535")
         if self.poll_seconds <= 0:
             raise ConfigError(f"poll interval must be positive, got {self.poll_seconds}")
         if self.search_threads < 1:

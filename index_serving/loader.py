@@ -39,6 +39,11 @@ _READ_MODES = (
 )
 
 
+def is_safe_name(name: str) -> bool:
+    """A plain file/directory name: no separators, not ``.`` or ``..``."""
+    return bool(_SAFE_NAME.fullmatch(name)) and name not in (".", "..")
+
+
 @dataclass(frozen=True, eq=False)
 class LoadedVersion:
     """An immutable, verified, searchable version (search parameters already applied)."""
@@ -88,7 +93,7 @@ class VersionLoader:
 
     def load(self, version: str) -> LoadedVersion:
         started = time.perf_counter()
-        if not _SAFE_NAME.match(version) or version in (".", ".."):
+        if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
         manifest = self._manifest(version)
         directory = self.directory(version)
@@ -111,7 +116,7 @@ class VersionLoader:
 
     def discard(self, version: str) -> None:
         """Remove a version's cached files (open mmaps stay valid until released)."""
-        if _SAFE_NAME.match(version) and version not in (".", ".."):
+        if is_safe_name(version):
             shutil.rmtree(self.directory(version), ignore_errors=True)
 
     def _manifest(self, version: str) -> Manifest:
@@ -127,7 +132,7 @@ class VersionLoader:
             if needed not in names:
                 raise VersionRejected(version, "manifest", f"manifest does not list {needed} in its files")
         for name in names:
-            if not _SAFE_NAME.match(name) or name in (".", "..", MANIFEST_FILE):
+            if not is_safe_name(name) or name == MANIFEST_FILE:
                 raise VersionRejected(version, "manifest", f"manifest lists an unsafe file name {name!r}")
         return manifest
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 import procs
 from agent_env import ConfigError, SourceCache, container_env, expand_argv
 from agent_probes import ContainerProbes
@@ -119,6 +121,8 @@ class PodWorker(threading.Thread):
                 self.gone = True
                 raise PodGone() from e
             log.warning("%s: status update failed: %s", self.key, e)
+        except requests.RequestException as e:  # API briefly unreachable: retry next tick
+            log.warning("%s: status update failed: %s", self.key, e)
 
     def _container_config(self, c: Container) -> tuple[list[str], dict[str, str], list[Any]]:
         assert self.volumes is not None
@@ -132,7 +136,7 @@ class PodWorker(threading.Thread):
         """Launch c (or record why it cannot start) — never raises ConfigError."""
         try:
             argv, env, mounts = self._container_config(c)
-        except ConfigError as e:
+        except (ConfigError, ApiError, requests.RequestException) as e:
             c.set_waiting("CreateContainerConfigError", str(e))
             c.next_start = time.monotonic() + 2
             return
@@ -169,19 +173,22 @@ class PodWorker(threading.Thread):
 
     def _run(self) -> bool:
         """Returns True when the pod ended in a terminal phase (not deleted)."""
-        prev_ip = self.pod.get("status", {}).get("podIP")
-        self.pod_ip = self.env.allocate_ip(self.uid, prev_ip)
+        if self.pod["spec"].get("hostNetwork"):
+            self.pod_ip = self.env.host_ip
+        else:
+            prev_ip = self.pod.get("status", {}).get("podIP")
+            self.pod_ip = self.env.allocate_ip(self.uid, prev_ip)
         if self._lost_by_previous_agent():
             return self._finish_terminal()
         if not self.deleting:
             self.publish()
         self.volumes = PodVolumes(self.pod, self.env.kube, self.dir / "volumes", self.pod_ip,
-                                  self.env.host_ip)
+                                  self.env.host_ip, self.env.pods_dir.parent / "claims")
         while not self.deleting:
             try:
                 self.volumes.materialise(force_tokens=True)
                 break
-            except ConfigError as e:
+            except (ConfigError, ApiError, requests.RequestException, OSError) as e:
                 for c in self.init + self.containers:
                     c.set_waiting("ContainerCreating", str(e))
                 self.publish()
@@ -216,7 +223,7 @@ class PodWorker(threading.Thread):
         """Run init containers sequentially; False if the pod failed (or is deleting)."""
         for c in self.init:
             while not self.deleting:
-                if time.monotonic() >= c.next_start and not c.running and c.exit_code is None:
+                if "waiting" in c.state and time.monotonic() >= c.next_start:
                     self._start(c)
                     self.publish()
                 c.collect_exit()
@@ -309,10 +316,16 @@ class PodWorker(threading.Thread):
 
     def _final_delete(self) -> None:
         ns, name = self.key.split("/")
-        try:
-            self.env.kube.delete(pod_path(ns, name), {
-                "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": self.uid}})
-        except ApiError as e:
-            if e.status not in (404, 409):
+        for attempt in range(5):
+            try:
+                self.env.kube.delete(pod_path(ns, name), {
+                    "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": self.uid}})
+                return
+            except ApiError as e:
+                if e.status in (404, 409):
+                    return
                 log.warning("%s: final delete failed: %s", self.key, e)
+            except requests.RequestException as e:
+                log.warning("%s: final delete failed: %s", self.key, e)
+            time.sleep(1 + attempt)

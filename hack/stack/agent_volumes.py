@@ -44,8 +44,9 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 class PodVolumes:
     """All volumes of one pod, under `root/<volume name>`."""
 
-    def __init__(self, pod: Obj, kube: Kube, root: Path, pod_ip: str, host_ip: str) -> None:
-        self.pod, self.kube, self.root = pod, kube, root
+    def __init__(self, pod: Obj, kube: Kube, root: Path, pod_ip: str, host_ip: str,
+                 claims_root: Path) -> None:
+        self.pod, self.kube, self.root, self.claims_root = pod, kube, root, claims_root
         self.pod_ip, self.host_ip = pod_ip, host_ip
         self.ns = pod["metadata"]["namespace"]
         self.paths: dict[str, Path] = {}
@@ -183,16 +184,24 @@ class PodVolumes:
                     raise ConfigError(f'hostPath volume "{name}": {path} does not exist')
                 self.paths[name], self.kinds[name] = path, kind
                 continue
+            if kind == "persistentVolumeClaim":
+                # No provisioner: a claim is a host dir that outlives pods (the PVC
+                # object itself stays Pending). Enough for StatefulSet-style reuse.
+                path = self.claims_root / self.ns / vol["persistentVolumeClaim"]["claimName"]
+                path.mkdir(parents=True, exist_ok=True)
+                self.paths[name], self.kinds[name] = path, kind
+                continue
             target = self.root / name
-            if kind == "emptyDir":
+            if kind in ("emptyDir", "ephemeral"):
                 target.mkdir(parents=True, exist_ok=True)
                 self.paths[name], self.kinds[name] = target, kind
                 continue
             files = self._files(vol, force_tokens) if kind in READ_ONLY_TYPES else None
             if files is None:
                 raise ConfigError(f'volume "{name}": type {kind} is not supported by the '
-                                  "dev node agent (emptyDir, hostPath, secret, configMap, "
-                                  "downwardAPI, projected are)")
+                                  "dev node agent (emptyDir, ephemeral, hostPath, "
+                                  "persistentVolumeClaim, secret, configMap, downwardAPI, "
+                                  "projected are)")
             target.mkdir(parents=True, exist_ok=True)
             wanted = set()
             for rel, data, mode in files:
@@ -224,7 +233,10 @@ class PodVolumes:
                 src = src / sub
                 if not src.exists():
                     src.mkdir(parents=True, exist_ok=True)
-            ro = bool(vm.get("readOnly")) or self.kinds[name] in READ_ONLY_TYPES
+            ro = bool(vm.get("readOnly")) or self.kinds[name] in READ_ONLY_TYPES or (
+                self.kinds[name] == "persistentVolumeClaim" and bool(next(
+                    v for v in self.pod["spec"]["volumes"] if v["name"] == name
+                )["persistentVolumeClaim"].get("readOnly")))
             out.append(Mount(src, vm["mountPath"], ro))
         return sorted(out, key=lambda m: m.target.rstrip("/").count("/"))
 

@@ -18,8 +18,12 @@ from kube_rest import ApiError, Kube
 from stackconf import NODE_NAME, REPO_ROOT, TOOLS_BIN, VENV_BIN, StackPaths
 
 HERE = Path(__file__).resolve().parent
-# Controllers we rely on are all in '*'; these three assume a real node fleet/cloud.
-KCM_CONTROLLERS = "*,-node-ipam-controller,-node-lifecycle-controller,-taint-eviction-controller"
+# Controllers we rely on are all in '*'. Node IPAM/lifecycle/taint eviction assume a
+# real node fleet. The endpoints/endpointslice controllers can never succeed here:
+# pod IPs are loopback addresses, which API validation rejects in Endpoints and IPv4
+# EndpointSlices; the node agent publishes FQDN-typed slices instead.
+KCM_CONTROLLERS = ("*,-node-ipam-controller,-node-lifecycle-controller,-taint-eviction-controller,"
+                   "-endpoints-controller,-endpointslice-controller")
 
 
 @dataclass

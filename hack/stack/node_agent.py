@@ -12,6 +12,8 @@ shared/design/LOCAL_CLUSTER.md). It:
   mount namespace, each pod gets its own loopback IP 127.0.0.N as status.podIP;
 - writes pod status like a kubelet so the real Job, ReplicaSet/Deployment and
   EndpointSlice controllers do the rest, and honours graceful deletion;
+- keeps FQDN-typed EndpointSlices for Services (loopback IPs are rejected in
+  IPv4 slices; see agent_endpoints.py);
 - serves `kubectl logs` from the per-container log files.
 
 Started by `hack/stack/stack.py up`; runnable alone:
@@ -36,6 +38,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import procs  # noqa: E402
+from agent_endpoints import EndpointSliceMirror  # noqa: E402
 from agent_logs import serve_logs  # noqa: E402
 from agent_pod import POD_UID_ENV, AgentEnv, PodWorker  # noqa: E402
 from kube_rest import ApiError, Kube, pod_path  # noqa: E402
@@ -101,6 +104,7 @@ class NodeAgent:
         server = urlparse(kube.server)
         self.api_host, self.api_port = server.hostname or HOST_IP, server.port or 443
         self.log_port = 0
+        self.slices = EndpointSliceMirror(kube, node_name, self.stop_event)
         self._since: dict[str, str] = {}
         self.env = AgentEnv(
             kube=kube, node_name=node_name, host_ip=HOST_IP, pods_dir=state_dir / "pods",
@@ -201,6 +205,7 @@ class NodeAgent:
                 log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], e)
 
     def dispatch(self, pod: Obj) -> None:
+        self.slices.poke()
         meta, spec = pod["metadata"], pod.get("spec", {})
         uid = meta["uid"]
         if not spec.get("nodeName"):
@@ -236,6 +241,7 @@ class NodeAgent:
                 log.warning("final delete of %s failed: %s", meta["name"], e)
 
     def vanished(self, pod: Obj) -> None:
+        self.slices.poke()
         with self.lock:
             worker = self.workers.get(pod["metadata"]["uid"])
         if worker is not None:
@@ -322,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             agent.stop_event.wait(1)
     threading.Thread(target=agent.heartbeat_loop, name="heartbeat", daemon=True).start()
     threading.Thread(target=agent.watch_loop, name="pod-watch", daemon=True).start()
+    threading.Thread(target=agent.slices.run, name="endpointslices", daemon=True).start()
     log.info("node agent running for Node %s (logs on 127.0.0.1:%s)", agent.node_name,
              agent.log_port)
     while not agent.stop_event.wait(1):
