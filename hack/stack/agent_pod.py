@@ -129,6 +129,8 @@ class PodWorker(threading.Thread):
         sources = SourceCache(self.env.kube, self.pod["metadata"]["namespace"])
         base = {**self.env.base_env, "HOSTNAME": self.pod["metadata"]["name"],
                 "HOME": str(self.dir / "home")}
+        if not self.pod["spec"].get("hostNetwork"):
+            base["FAISS_POD_IP"] = self.pod_ip  # read by the bind shim (LD_PRELOAD)
         env = container_env(self.pod, c.spec, sources, self.pod_ip, self.env.host_ip, base)
         return expand_argv(c.spec, env), env, self.volumes.mounts(c.spec, env)
 

@@ -193,6 +193,21 @@ class Container:
         return out
 
 
+def build_bind_shim(lib_dir: Path) -> Path | None:
+    """Compile bindshim.c (0.0.0.0 binds -> the pod IP) once; None if no C compiler."""
+    src = Path(__file__).resolve().parent / "bindshim.c"
+    out = lib_dir / "faiss-bindshim.so"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(src), "-ldl"],
+                         capture_output=True, text=True)
+    return out if res.returncode == 0 else None
+
+
 def exec_in(container: Container, argv: list[str], timeout: float) -> tuple[int, str]:
     """Run argv in the container's mount namespace and env (exec probes)."""
     if not container.running or container.proc is None:

@@ -41,6 +41,7 @@ import procs  # noqa: E402
 from agent_endpoints import EndpointSliceMirror  # noqa: E402
 from agent_logs import serve_logs  # noqa: E402
 from agent_pod import POD_UID_ENV, AgentEnv, PodWorker  # noqa: E402
+from agent_runtime import build_bind_shim  # noqa: E402
 from kube_rest import ApiError, Kube, pod_path  # noqa: E402
 from stackconf import MARK_ENV, NODE_NAME, REPO_ROOT, VENV_BIN  # noqa: E402
 
@@ -113,12 +114,18 @@ class NodeAgent:
             release_ip=self.ips.release, finished=self._finished)
 
     def _pod_base_env(self) -> dict[str, str]:
-        return {"PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-                "KUBERNETES_SERVICE_HOST": self.api_host,
-                "KUBERNETES_SERVICE_PORT": str(self.api_port),
-                "KUBERNETES_SERVICE_PORT_HTTPS": str(self.api_port),
-                "KUBERNETES_PORT": f"tcp://{self.api_host}:{self.api_port}"}
+        env = {"PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+               "KUBERNETES_SERVICE_HOST": self.api_host,
+               "KUBERNETES_SERVICE_PORT": str(self.api_port),
+               "KUBERNETES_SERVICE_PORT_HTTPS": str(self.api_port),
+               "KUBERNETES_PORT": f"tcp://{self.api_host}:{self.api_port}"}
+        shim = build_bind_shim(self.state_dir / "lib")
+        if shim is None:
+            log.warning("no C compiler: pods binding 0.0.0.0 share ports (bind $(POD_IP))")
+        else:
+            env["LD_PRELOAD"] = str(shim)  # with FAISS_POD_IP: 0.0.0.0 binds -> pod IP
+        return env
 
     # ---- node ------------------------------------------------------------------------
     def register(self) -> None:

@@ -115,11 +115,13 @@ def test_a_failing_job_pod_reports_its_exit_code_and_termination_message(
     assert (term.exit_code, term.reason, term.message) == (3, "Error", "index build failed: boom")
 
 
-def _http_deployment(name: str, replicas: int) -> client.V1Deployment:
+def _http_deployment(name: str, replicas: int, bind: list[str] | None = None
+                     ) -> client.V1Deployment:
     labels = {"app": name}
     container = client.V1Container(
         name="web", image="local/python",
-        command=["python", "-m", "http.server", "8080", "--bind", "$(POD_IP)"],
+        command=["python", "-m", "http.server", "8080", *(
+            ["--bind", "$(POD_IP)"] if bind is None else bind)],
         env=[client.V1EnvVar(name="POD_IP", value_from=client.V1EnvVarSource(
             field_ref=client.V1ObjectFieldSelector(field_path="status.podIP")))],
         ports=[client.V1ContainerPort(container_port=8080, name="http")],
@@ -168,6 +170,20 @@ def test_a_deployment_with_an_http_readiness_probe_becomes_available_on_two_loop
         return got if got == ips else None
 
     wait_until("EndpointSlice lists both pod IPs", slice_ips, 30)
+
+
+def test_replicas_that_bind_the_wildcard_address_each_serve_on_their_own_pod_ip(
+        api_client: client.ApiClient, ns: str) -> None:
+    """Charts bind 0.0.0.0 / '::'; the agent's bind shim maps that to the pod IP."""
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(ns, _http_deployment("wild", 2, bind=[]))
+    wait_until("Deployment wild Available", lambda: _available(apps, ns, "wild", 2))
+    ips = {p.status.pod_ip for p in core.list_namespaced_pod(ns, label_selector="app=wild").items}
+    assert len(ips) == 2
+    session = requests.Session()
+    session.trust_env = False
+    for ip in ips:
+        assert session.get(f"http://{ip}:8080/", timeout=5).status_code == 200
 
 
 def test_deleting_a_deployments_namespace_leaves_no_process_behind(
