@@ -23,9 +23,9 @@ def main(namespace: str | None, log_level: str) -> None:
     import faiss_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(
-        standalone=True,
-        clusterwide=namespace is None,
-        namespaces=[namespace] if namespace else None,
+        standalone=True,  # a single replica until leader election lands (chart: Recreate)
+        clusterwide=not namespace,
+        namespaces=[namespace] if namespace else [],
         liveness_endpoint=f"http://{config.bind_host}:{config.port}/healthz",
     )
 
