@@ -49,4 +49,4 @@ def phase_of(status: FaissIndexStatus) -> str:
         return "Degraded" if status.current_version else "Failed"
     if ready is not None and ready.status == "True":
         return "Serving"
-    return "Pending"
+    return "Deploying" if status.current_version else "Pending"
