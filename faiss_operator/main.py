@@ -19,6 +19,9 @@ def main(namespace: str | None, log_level: str) -> None:
     config = OperatorConfig.from_env()
     kopf.configure(log_format=kopf.LogFormat.JSON, verbose=log_level.lower() == "debug")
     logging.getLogger().setLevel(log_level.upper())
+    if log_level.lower() != "debug":
+        # kopf logs every watch-event handler call at INFO; our own log lines say what happened.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     start_http_server(config.port + 1, addr=config.bind_host)  # /metrics on port+1
     import faiss_operator.handlers  # noqa: F401  (registers the handlers)
 

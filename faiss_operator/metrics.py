@@ -16,6 +16,7 @@ RECALL = Gauge("faiss_operator_serving_recall", "Measured recall@k of the servin
 CONSECUTIVE_FAILURES = Gauge("faiss_operator_consecutive_failures", "Consecutive failed builds", _L)
 SERVING_VERSION = Gauge("faiss_operator_serving_version_info", "Serving version (value 1)", _L + ("version",))
 
+_serving_label: dict[tuple[str, str], str] = {}
 _RESULT_OF_EVENT = {"BuildSucceeded": "succeeded", "BuildFailed": "failed", "ValidationFailed": "validation_failed"}
 
 
@@ -28,5 +29,9 @@ def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: l
     CONSECUTIVE_FAILURES.labels(namespace, name).set(status.consecutive_failures)
     if status.recall is not None:
         RECALL.labels(namespace, name).set(status.recall)
+    previous = _serving_label.get((namespace, name))
+    if previous is not None and previous != status.current_version:
+        SERVING_VERSION.remove(namespace, name, previous)
     if status.current_version:
         SERVING_VERSION.labels(namespace, name, status.current_version).set(1)
+        _serving_label[(namespace, name)] = status.current_version

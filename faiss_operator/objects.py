@@ -50,6 +50,19 @@ def labels(index: str, component: str) -> dict[str, str]:
     }
 
 
+def serving_selector(index: str) -> dict[str, str]:
+    return {c.LABEL_INDEX: index, c.LABEL_COMPONENT: "serving"}
+
+
+def _serving_metadata(index: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {
+        "name": serving_name(index),
+        "namespace": namespace,
+        "labels": labels(index, "serving"),
+        "ownerReferences": [owner_reference(index, uid)],
+    }
+
+
 def _resources(res: Resources | None, default: dict[str, dict[str, str]]) -> dict[str, Any]:
     if res is None:
         return default
@@ -128,17 +141,12 @@ def build_deployment(*, index: str, namespace: str, uid: str, spec: FaissIndexSp
         {"name": c.ENV_SERVING_PORT, "value": str(spec.serving.port)},
         {"name": c.ENV_CACHE_DIR, "value": "/cache"},
     ]
-    selector = {c.LABEL_INDEX: index, c.LABEL_COMPONENT: "serving"}
+    selector = serving_selector(index)
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": serving_name(index),
-            "namespace": namespace,
-            "labels": labels(index, "serving"),
-            "ownerReferences": [owner_reference(index, uid)],
-        },
+        "metadata": _serving_metadata(index, namespace, uid),
         "spec": {
             "replicas": spec.serving.replicas,
             "selector": {"matchLabels": selector},
@@ -186,15 +194,10 @@ def build_service(*, index: str, namespace: str, uid: str, spec: FaissIndexSpec)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": serving_name(index),
-            "namespace": namespace,
-            "labels": labels(index, "serving"),
-            "ownerReferences": [owner_reference(index, uid)],
-        },
+        "metadata": _serving_metadata(index, namespace, uid),
         "spec": {
             "type": "ClusterIP",
-            "selector": {c.LABEL_INDEX: index, c.LABEL_COMPONENT: "serving"},
+            "selector": serving_selector(index),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }

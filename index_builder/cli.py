@@ -20,11 +20,11 @@ from pydantic import ValidationError
 from index_builder import logs, pipeline
 from index_builder.errors import BuildError, BuildFailure, RequestInvalid
 from indexops_api.build_request import BuildRequest
-from indexops_api.constants import ENV_BUILD_REQUEST
+from indexops_api.constants import ENV_BUILD_REQUEST, ENV_TERMINATION_MESSAGE_PATH
 
 log = logging.getLogger("index_builder")
 
-ENV_TERMINATION_PATH = "TERMINATION_MESSAGE_PATH"
+ENV_TERMINATION_PATH = ENV_TERMINATION_MESSAGE_PATH
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
 

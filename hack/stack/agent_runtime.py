@@ -5,17 +5,19 @@ from the project venv. Each process gets a private mount namespace (`unshare
 --mount --propagation private`) in which every volumeMount is bind-mounted at its
 real mountPath and a per-container file covers the termination-message path, so
 in-cluster clients (kubernetes, kopf) find their token and CA exactly where a real
-kubelet puts them. The namespace vanishes with the process; the host is untouched
-apart from empty mount points.
+kubelet puts them (pod_init.py does the mounting, safe against a volume mounted over
+the checkout, e.g. an emptyDir at /tmp). The namespace vanishes with the process; the
+host is untouched apart from empty mount points.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
-import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,23 +34,37 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _mount_script(mounts: list[Mount], workdir: str) -> str:
-    """Shell run inside the new mount namespace before exec'ing the command."""
-    lines = ['fail() { echo "node-agent: $*" >&2; exit 128; }']
-    for m in mounts:
-        src, dst = shlex.quote(str(m.source)), shlex.quote(m.target)
-        if m.source.is_dir():
-            lines.append(f"mkdir -p {dst} || fail cannot create mount point {dst}")
-        else:
-            lines.append(f"mkdir -p \"$(dirname {dst})\" && {{ [ -e {dst} ] || : > {dst}; }} "
-                         f"|| fail cannot create mount point {dst}")
-        lines.append(f"mount --bind {src} {dst} || fail cannot bind-mount {dst}")
-        if m.read_only:
-            lines.append(f"mount -o remount,bind,ro {dst} || fail cannot remount {dst} ro")
-    wd = shlex.quote(workdir)
-    lines.append(f"mkdir -p {wd} && cd {wd} || fail cannot enter working dir {wd}")
-    lines.append('exec "$@"')
-    return "\n".join(lines)
+# Paths the pod's own processes need (project venv and sources, stack state, the Python
+# install). A volume mounted over an ancestor of one of them (an emptyDir at /tmp while
+# the checkout lives under /tmp) would hide it, so they are re-exposed after mounting.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POD_INIT = Path(__file__).resolve().parent / "pod_init.py"
+
+
+def _protected_paths(state_dir: str | None) -> list[Path]:
+    candidates = [REPO_ROOT, Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()]
+    if state_dir:
+        candidates.append(Path(state_dir).resolve())
+    unique: list[Path] = []
+    for path in sorted(set(candidates), key=lambda p: len(p.parts)):
+        if not any(path == u or u in path.parents for u in unique):
+            unique.append(path)
+    return unique
+
+
+def _hidden_by(target: str, path: Path) -> bool:
+    t = Path(target)
+    return t == path or t in path.parents
+
+
+def _init_plan(mounts: list[Mount], workdir: str, protected: list[Path]) -> str:
+    """The plan pod_init.py executes inside the new mount namespace (see its docstring)."""
+    expose = [str(p) for p in protected if any(_hidden_by(m.target, p) for m in mounts)]
+    return json.dumps({
+        "mounts": [[str(m.source), m.target, m.source.is_dir(), m.read_only] for m in mounts],
+        "expose": expose,
+        "workdir": workdir,
+    })
 
 
 @dataclass
@@ -108,13 +124,14 @@ class Container:
         self.term_file.write_bytes(b"")
         term_target = self.spec.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
         all_mounts = mounts + [Mount(self.term_file, term_target, False)]
-        script = _mount_script(all_mounts, workdir)
+        protected = _protected_paths(next(iter(base_mark.values()), None))
+        plan = _init_plan(all_mounts, workdir, protected)
         full_env = {**env, **base_mark}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab" if self.launches else "wb") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
-                 f"{self.name}-init", *argv],
+                ["unshare", "--mount", "--propagation", "private", sys.executable, "-S",
+                 str(POD_INIT), plan, "--", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                 cwd="/", start_new_session=True)
         self.launches += 1

@@ -30,7 +30,7 @@ import platform
 import signal
 import sys
 import threading
-import time
+
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse

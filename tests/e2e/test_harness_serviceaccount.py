@@ -7,12 +7,13 @@ client's in-cluster config picks it up, and the API server enforces RBAC on it.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
+
+from helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +38,6 @@ for attempt in range(20):
     time.sleep(0.5)  # the RoleBinding may take a moment to reach the authorizer cache
 open('/dev/termination-log', 'w').write(f'{user} {result}')
 """
-
-
-def wait_until(what: str, fn, timeout: float = 90):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

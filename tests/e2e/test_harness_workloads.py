@@ -10,28 +10,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 from kubernetes import client
 
+from helpers import wait_until
+
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
-
-
-def wait_until(what: str, fn: Callable[[], T | None], timeout: float = 90) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

@@ -205,3 +205,19 @@ def test_deleting_the_index_removes_its_jobs_and_deployment_through_garbage_coll
         return not any(left)
 
     cluster.wait_for("garbage collection of Jobs, Deployment, Service and pods", collected, 180, interval=2)
+
+
+def test_a_build_that_fails_reports_the_builders_reason_in_status_and_events(cluster, data, namespace):
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest(cluster, "wrongdim", **{"spec.dimension": DIM + 1}))
+
+    def failed():
+        st = status(cluster, namespace, "wrongdim")
+        return st if condition(st, "Degraded").get("reason") == "BuildFailed" else None
+
+    st = cluster.wait_for("BuildFailed", failed, 240)
+    assert st["lastBuild"]["result"] == "Failed"
+    assert st["lastBuild"]["message"].startswith("DimensionMismatch:"), st["lastBuild"]["message"]
+    assert st.get("currentVersion") is None and condition(st, "Ready")["status"] == "False"
+    assert st["consecutiveFailures"] == 1
+    warnings = [e for e in events(cluster, namespace, "wrongdim") if e["reason"] == "BuildFailed"]
+    assert warnings and "DimensionMismatch" in warnings[0]["message"]
