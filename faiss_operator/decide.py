@@ -98,7 +98,7 @@ def _follow_job(obs: Observation, last: LastBuild) -> tuple[LastBuild, list[Even
             update={**done, "result": BuildResult.FAILED, "reason": Reason.MANIFEST_INVALID.value, "message": message}
         )
         return failed, [Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")]
-    succeeded = last.model_copy(update={**done, "result": BuildResult.SUCCEEDED, "reason": "", "message": ""})
+    succeeded = last.model_copy(update={**done, "result": BuildResult.SUCCEEDED, "reason": None, "message": None})
     m = obs.manifest
     message = (
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
@@ -127,7 +127,7 @@ def _promotion(obs: Observation, spec: FaissIndexSpec, last: LastBuild) -> tuple
             "last_build": rejected
         }
     m = obs.manifest
-    passed = last.model_copy(update={"result": BuildResult.SUCCEEDED, "reason": "", "message": ""})
+    passed = last.model_copy(update={"result": BuildResult.SUCCEEDED, "reason": None, "message": None})
     fields: dict = {"last_build": passed, "consecutive_failures": 0}
     if spec.rollout.percent >= 100 or status.current_version is None:
         fields.update(_current_fields(obs, m))
@@ -220,7 +220,8 @@ def _with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexS
     if obs.storage_error is not None:
         degraded = (True, Reason.STORAGE_ERROR, obs.storage_error)
     elif last is not None and last.result == BuildResult.FAILED:
-        degraded = (True, Reason(last.reason) if last.reason in Reason._value2member_map_ else Reason.BUILD_FAILED, last.message)
+        reason = Reason(last.reason) if last.reason in Reason._value2member_map_ else Reason.BUILD_FAILED
+        degraded = (True, reason, last.message or "build failed")
     elif last is not None and last.result == BuildResult.VALIDATION_FAILED:
         degraded = (True, Reason.VALIDATION_FAILED, f"version {last.version} rejected: {last.message}")
     else:

@@ -22,6 +22,7 @@ def main(namespace: str | None, log_level: str) -> None:
     if log_level.lower() != "debug":
         # kopf logs every watch-event handler call at INFO; our own log lines say what happened.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes
     start_http_server(config.port + 1, addr=config.bind_host)  # /metrics on port+1
     import faiss_operator.handlers  # noqa: F401  (registers the handlers)
 

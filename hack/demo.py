@@ -70,9 +70,25 @@ def main() -> int:
     return 0
 
 
+def diagnose() -> None:
+    """What a person would look at next, printed when a step fails."""
+    try:
+        cluster = Cluster.from_stack()
+    except RuntimeError:
+        return
+    for title, args in (
+        ("pods", ("get", "pods", "-A", "-o", "wide")),
+        ("FaissIndex status", ("get", "faissindex", NAME, "-n", NAMESPACE, "-o", "jsonpath={.status}")),
+        ("operator log (last 20 lines)", ("logs", "-n", "faiss-system", "deploy/faiss-operator", "--tail=20")),
+    ):
+        proc = cluster.kubectl(*args, check=False)
+        print(f"--- {title}\n{(proc.stdout or proc.stderr).strip()}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     try:
         raise SystemExit(main())
     except (RuntimeError, TimeoutError) as exc:
         print(f"[demo] FAILED: {exc}", file=sys.stderr)
+        diagnose()
         raise SystemExit(1)

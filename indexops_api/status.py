@@ -70,8 +70,8 @@ class LastBuild(ApiModel):
     version: str
     build_key: str
     result: BuildResult
-    reason: str = ""
-    message: str = ""
+    reason: str | None = None
+    message: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
 
