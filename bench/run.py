@@ -133,7 +133,11 @@ def bench_serve(vectors: np.ndarray, request: BuildRequest, endpoint: str, workd
 
 
 def main() -> int:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -169,6 +173,8 @@ def main() -> int:
         "",
         "The builder's time includes loading and validating the source, measuring recall against exact",
         "search on held-out queries, latency sampling, uploading to S3 and writing the manifest.",
+        "HTTP latency is one request per new connection (urllib, no keep-alive) plus JSON encoding:",
+        "it is the cost a naive client sees, not the server's search time.",
     ]
     (RESULTS / "skeleton.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
