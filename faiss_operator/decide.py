@@ -114,7 +114,7 @@ def _promotion(obs: Observation, spec: FaissIndexSpec, last: LastBuild) -> tuple
     status = obs.status
     if last.version in (status.current_version, status.candidate_version):
         return [], {}
-    failures = gate_failures(obs.manifest, spec, last.version)
+    failures = gate_failures(obs.manifest, spec, last.version, serving_vectors=status.vectors)
     if failures:
         message = "; ".join(failures)
         if last.result == BuildResult.VALIDATION_FAILED and last.message == message:

@@ -10,8 +10,14 @@ from indexops_api.manifest import Manifest
 from indexops_api.spec import FaissIndexSpec
 
 
-def gate_failures(manifest: Manifest, spec: FaissIndexSpec, expected_version: str) -> list[str]:
-    """Every reason ``manifest`` must not serve under ``spec`` (empty list = passes)."""
+def gate_failures(
+    manifest: Manifest, spec: FaissIndexSpec, expected_version: str, serving_vectors: int | None = None
+) -> list[str]:
+    """Every reason ``manifest`` must not serve under ``spec`` (empty list = passes).
+
+    ``serving_vectors`` is the vector count of the version serving now, for the
+    count-change gate (None when nothing serves yet).
+    """
     failures: list[str] = []
     gates = spec.validation
     if manifest.version != expected_version:
@@ -26,6 +32,19 @@ def gate_failures(manifest: Manifest, spec: FaissIndexSpec, expected_version: st
     for required in (manifest.index_file, manifest.ids_file):
         if required not in names:
             failures.append(f"manifest does not list its file {required!r}")
+    for check in manifest.checks:
+        if not check.passed:
+            failures.append(f"check {check.name} failed: {check.detail}")
+    p99, max_p99 = manifest.measurements.latency_p99_ms, gates.max_p99_latency_ms
+    if max_p99 is not None and p99 > max_p99:
+        failures.append(f"p99 latency {p99:.3f}ms > maxP99LatencyMs {max_p99:g}")
+    max_change = gates.max_vector_count_change_percent
+    if max_change is not None and serving_vectors:
+        change = abs(manifest.vectors - serving_vectors) / serving_vectors * 100
+        if change > max_change:
+            failures.append(
+                f"vector count changed {change:.1f}% ({serving_vectors} -> {manifest.vectors}) > maxVectorCountChangePercent {max_change:g}"
+            )
     recall = manifest.measurements.recall_at_k
     if recall < gates.min_recall:
         failures.append(

@@ -87,6 +87,9 @@ def build_job(
     request = BuildRequest(index=index, namespace=namespace, version=job.version, build_key=job.build_key, spec=spec)
     env, env_from = _storage_env(spec)
     env.append({"name": c.ENV_BUILD_REQUEST, "value": json.dumps(request.to_wire(), sort_keys=True)})
+    if spec.source.postgres is not None:
+        ref = spec.source.postgres.dsn_secret
+        env.append({"name": c.ENV_POSTGRES_DSN, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     pod_labels = {**labels(index, "builder"), c.LABEL_BUILD_KEY: job.build_key[:16]}
     annotations = {c.ANNOTATION_VERSION: job.version, c.ANNOTATION_BUILD_KEY: job.build_key}
     return {

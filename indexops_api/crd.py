@@ -54,6 +54,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             continue
         elif key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020 puts the bound here; OpenAPI v3 (Kubernetes) wants a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = _resolve(value, defs)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:

@@ -24,7 +24,10 @@ BUILD_FIELDS: dict[str, object] = {
     "metric": True,
     "index_type": True,
     "parameters": True,
+    "factory": True,
+    "tuning": True,
     "source": True,
+    "build": {"max_memory"},
     "storage": {"bucket", "prefix", "endpoint"},
     "validation": {"k", "queries"},
 }

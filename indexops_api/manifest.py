@@ -28,6 +28,8 @@ class SourceFingerprint(ApiModel):
     count: Annotated[int, Field(ge=0)]
     etag: str | None = None
     last_modified: str | None = None
+    watermark: str | None = None  # newest timestamp / object time seen, for drift checks
+    content_hash: str | None = None  # sha256 of the vectors when cheap to compute
 
 
 class Measurements(ApiModel):
@@ -37,6 +39,38 @@ class Measurements(ApiModel):
     latency_p50_ms: Annotated[float, Field(ge=0.0)]
     latency_p95_ms: Annotated[float, Field(ge=0.0)]
     latency_p99_ms: Annotated[float, Field(ge=0.0)]
+    batch_latency_ms_per_query: Annotated[float | None, Field(default=None, ge=0.0)] = None
+    memory_bytes: Annotated[int | None, Field(default=None, ge=0, description="Resident size of the loaded index.")] = None
+
+
+class CheckResult(ApiModel):
+    """One structural or functional check the builder ran (recorded whether it passed or not)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class AutoChoice(ApiModel):
+    """Why ``indexType: Auto`` picked what it did."""
+
+    index_type: IndexType
+    factory: str
+    reason: str
+
+
+class TuningPoint(ApiModel):
+    parameters: dict[str, int]
+    recall: float
+    latency_p99_ms: float
+
+
+class TuningResult(ApiModel):
+    target_recall: float
+    k: int
+    reached: bool
+    chosen: dict[str, int]
+    sweep: list[TuningPoint]
 
 
 class Timings(ApiModel):
@@ -70,3 +104,8 @@ class Manifest(ApiModel):
     timings: Timings
     faiss_version: str
     builder_version: str
+    factory: str | None = None
+    checks: list[CheckResult] = []
+    auto: AutoChoice | None = None
+    tuning: TuningResult | None = None
+    memory_estimate_bytes: Annotated[int | None, Field(default=None, ge=0)] = None

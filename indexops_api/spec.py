@@ -32,21 +32,49 @@ class Metric(str, Enum):
 class IndexType(str, Enum):
     FLAT = "Flat"
     IVF = "IVF"
+    IVFPQ = "IVFPQ"
     HNSW = "HNSW"
+    OPQ_HNSW = "OPQ+HNSW"
+    AUTO = "Auto"
+
+
+DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
 class S3Source(ApiModel):
-    """Embeddings stored as a float32 .npy matrix (and optional int64 ids) in S3."""
+    """Embeddings in S3: one object (``key``) or every object under ``prefix``.
+
+    ``npy``: float (n, dimension) matrices, optional parallel int64 ids (``idsKey``, with
+    ``key`` only). ``parquet``: a list/fixed-size-list float column and an optional integer
+    id column.
+    """
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.key) != has(self.prefix)", "message": "s3 source must set exactly one of key or prefix"},
+                {"rule": "!has(self.idsKey) || (has(self.key) && self.format == 'npy')",
+                 "message": "idsKey applies to a single npy key only"},
+            ]
+        }
+    }
 
     bucket: Annotated[str, Field(pattern=BUCKET_PATTERN, description="Bucket holding the embeddings.")]
     key: Annotated[
-        str,
+        str | None,
+        Field(default=None, min_length=1, max_length=1024, description="Object key; `{horizon}` is substituted."),
+    ] = None
+    prefix: Annotated[
+        str | None,
         Field(
+            default=None,
             min_length=1,
             max_length=1024,
-            description="Object key of the (n, dimension) float32 .npy matrix; `{horizon}` is substituted.",
+            description="Key prefix: every object under it with the format's extension, in key order; `{horizon}` is substituted.",
         ),
-    ]
+    ] = None
     ids_key: Annotated[
         str | None,
         Field(
@@ -55,11 +83,68 @@ class S3Source(ApiModel):
             description="Optional object key of a 1-D int64 .npy of ids (row number otherwise); `{horizon}` is substituted.",
         ),
     ] = None
-    format: Annotated[Literal["npy"], Field(description="Object format.")] = "npy"
+    format: Annotated[Literal["npy", "parquet"], Field(description="Object format.")] = "npy"
+    vector_column: Annotated[
+        str, Field(min_length=1, max_length=128, description="Parquet: list-of-float embedding column.")
+    ] = "embedding"
+    id_column: Annotated[
+        str | None, Field(default=None, min_length=1, max_length=128, description="Parquet: integer id column (row number otherwise).")
+    ] = None
     endpoint: Annotated[
         str | None,
         Field(default=None, description="S3 endpoint URL; defaults to spec.storage.endpoint."),
     ] = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "S3Source":
+        if (self.key is None) == (self.prefix is None):
+            raise ValueError("s3 source must set exactly one of key or prefix")
+        if self.ids_key is not None and (self.key is None or self.format != "npy"):
+            raise ValueError("idsKey applies to a single npy key only")
+        return self
+
+
+class SecretKeyRef(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=253, description="Secret in the FaissIndex's namespace.")]
+    key: Annotated[str, Field(min_length=1, max_length=253, description="Key in the Secret.")] = "dsn"
+
+
+class TimeWindow(ApiModel):
+    column: Annotated[str, Field(pattern=SQL_IDENTIFIER, max_length=128, description="Timestamp column.")]
+    last: Annotated[str, Field(pattern=DURATION_PATTERN, description="Only rows newer than now minus this duration.")]
+
+
+class PostgresSource(ApiModel):
+    """Rows of (id, vector) from PostgreSQL, streamed with a server-side cursor."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.query) != has(self.table)", "message": "postgres source must set exactly one of query or table"}
+            ]
+        }
+    }
+
+    dsn_secret: Annotated[SecretKeyRef, Field(description="Secret key holding a libpq connection string.")]
+    table: Annotated[str | None, Field(default=None, pattern=SQL_IDENTIFIER, max_length=128)] = None
+    query: Annotated[
+        str | None,
+        Field(default=None, min_length=1, max_length=8192, description="SELECT returning the id and vector columns."),
+    ] = None
+    id_column: Annotated[str, Field(pattern=SQL_IDENTIFIER, max_length=128)] = "id"
+    vector_column: Annotated[str, Field(pattern=SQL_IDENTIFIER, max_length=128)] = "embedding"
+    vector_format: Annotated[
+        Literal["float4[]", "bytea", "pgvector"],
+        Field(description="float4[] array, bytea of little-endian float32, or pgvector's text form."),
+    ] = "float4[]"
+    window: Annotated[TimeWindow | None, Field(default=None, description="Optional time window.")] = None
+    batch_size: Annotated[int, Field(ge=100, le=1_000_000)] = 10000
+
+    @model_validator(mode="after")
+    def _query_or_table(self) -> "PostgresSource":
+        if (self.query is None) == (self.table is None):
+            raise ValueError("postgres source must set exactly one of query or table")
+        return self
 
 
 class FileSource(ApiModel):
@@ -76,20 +161,21 @@ class Source(ApiModel):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
-                    "rule": "(has(self.s3) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
-                    "message": "source must set exactly one of s3 or file",
+                    "rule": "(has(self.s3) ? 1 : 0) + (has(self.postgres) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+                    "message": "source must set exactly one of s3, postgres or file",
                 }
             ]
         }
     }
 
     s3: S3Source | None = None
+    postgres: PostgresSource | None = None
     file: FileSource | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":
-        if (self.s3 is None) == (self.file is None):
-            raise ValueError("source must set exactly one of s3 or file")
+        if sum(m is not None for m in (self.s3, self.postgres, self.file)) != 1:
+            raise ValueError("source must set exactly one of s3, postgres or file")
         return self
 
 
@@ -105,6 +191,14 @@ class IndexParameters(ApiModel):
         int | None, Field(default=None, ge=1, le=1048576, description="IVF: number of inverted lists (default ~4*sqrt(n)).")
     ] = None
     nprobe: Annotated[int | None, Field(default=None, ge=1, le=65536, description="IVF: lists probed per query.")] = None
+    n_subquantizers: Annotated[
+        int | None,
+        Field(default=None, ge=1, le=256, description="IVFPQ, OPQ+HNSW: PQ sub-quantizers (bytes per code at 8 bits; divides dimension)."),
+    ] = None
+    m_pq: Annotated[
+        int | None, Field(default=None, ge=4, le=16, description="IVFPQ, OPQ+HNSW: bits per PQ sub-quantizer code.")
+    ] = None
+    m_hnsw: Annotated[int | None, Field(default=None, ge=4, le=128, description="OPQ+HNSW: HNSW neighbours per node.")] = None
 
 
 class Validation(ApiModel):
@@ -119,6 +213,20 @@ class Validation(ApiModel):
         int, Field(ge=10, le=100000, description="Number of held-out query vectors sampled from the source.")
     ] = 200
     min_vectors: Annotated[int, Field(ge=1, description="Minimum number of vectors in a new version.")] = 1
+    max_p99_latency_ms: Annotated[
+        float | None, Field(default=None, gt=0, description="Maximum single-query p99 latency measured by the builder.")
+    ] = None
+    max_vector_count_change_percent: Annotated[
+        float | None,
+        Field(default=None, ge=0, le=10000, description="Maximum change of the vector count vs the serving version, in percent."),
+    ] = None
+
+
+class Tuning(ApiModel):
+    """Pick search-time parameters (efSearch / nprobe) reaching a recall at the lowest latency."""
+
+    target_recall: Annotated[float, Field(gt=0.0, le=1.0, description="Target recall@k on held-out queries.")]
+    k: Annotated[int | None, Field(default=None, ge=1, le=1000, description="k for the target; validation.k when unset.")] = None
 
 
 class Rollout(ApiModel):
@@ -169,6 +277,10 @@ class Build(ApiModel):
     resources: Resources | None = None
     active_deadline_seconds: Annotated[int, Field(ge=30, le=604800, description="Build timeout.")] = 3600
     backoff_limit: Annotated[int, Field(ge=0, le=10, description="Pod retries inside one build Job.")] = 0
+    max_memory: Annotated[
+        str | None,
+        Field(default=None, pattern=QUANTITY_PATTERN, description="Memory budget of the build (Auto and preflight); resources.limits.memory when unset."),
+    ] = None
 
 
 class Serving(ApiModel):
@@ -190,6 +302,16 @@ class FaissIndexSpec(ApiModel):
     metric: Annotated[Metric, Field(description="Distance metric.")] = Metric.L2
     index_type: Annotated[IndexType, Field(description="FAISS index family.")] = IndexType.HNSW
     parameters: IndexParameters = IndexParameters()
+    factory: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[A-Za-z0-9_,.+x\-]+$",
+            max_length=256,
+            description="Raw FAISS index_factory string for experts; replaces indexType's construction (search parameters still apply).",
+        ),
+    ] = None
+    tuning: Tuning | None = None
     source: Source
     storage: Storage
     validation: Validation = Validation()
@@ -211,13 +333,15 @@ class FaissIndexSpec(ApiModel):
     @model_validator(mode="after")
     def _parameters_fit_type(self) -> "FaissIndexSpec":
         problems = parameter_problems(self.index_type, self.parameters)
+        nsq = self.parameters.n_subquantizers
+        if nsq is not None and self.dimension % nsq:
+            problems.append(f"parameters.nSubquantizers {nsq} must divide dimension {self.dimension}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
 
-_HNSW_ONLY = ("m", "ef_construction", "ef_search")
-_IVF_ONLY = ("nlist", "nprobe")
+_ALL_PARAMS = ("m", "ef_construction", "ef_search", "nlist", "nprobe", "n_subquantizers", "m_pq", "m_hnsw")
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
 
 
@@ -233,17 +357,24 @@ def parameter_problems(index_type: IndexType, params: IndexParameters) -> list[s
     allowed = _ALLOWED[index_type.value]
     return [
         f"parameters.{IndexParameters.model_fields[name].alias} does not apply to indexType {index_type.value}"
-        for name in _HNSW_ONLY + _IVF_ONLY
+        for name in _ALL_PARAMS
         if getattr(params, name) is not None and name not in allowed
     ]
 
 
 # CEL mirror of parameter_problems, attached to the spec schema by crd.py.
-_ALLOWED = {"Flat": (), "IVF": _IVF_ONLY, "HNSW": _HNSW_ONLY}
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "Flat": (),
+    "IVF": ("nlist", "nprobe"),
+    "IVFPQ": ("nlist", "nprobe", "n_subquantizers", "m_pq"),
+    "HNSW": ("m", "ef_construction", "ef_search"),
+    "OPQ+HNSW": ("n_subquantizers", "m_pq", "m_hnsw", "ef_construction", "ef_search"),
+    "Auto": (),
+}
 
 
 def _cel_forbid(index_type: str) -> dict[str, str]:
-    names = [IndexParameters.model_fields[n].alias for n in _HNSW_ONLY + _IVF_ONLY if n not in _ALLOWED[index_type]]
+    names = [IndexParameters.model_fields[n].alias for n in _ALL_PARAMS if n not in _ALLOWED[index_type]]
     absent = " && ".join(f"!has(self.parameters.{n})" for n in names)
     return {
         "rule": f"self.indexType != '{index_type}' || !has(self.parameters) || ({absent})",
@@ -251,4 +382,9 @@ def _cel_forbid(index_type: str) -> dict[str, str]:
     }
 
 
-SPEC_CEL_RULES = [_cel_forbid(t) for t in _ALLOWED]
+SPEC_CEL_RULES = [_cel_forbid(t) for t in _ALLOWED] + [
+    {
+        "rule": "!has(self.parameters) || !has(self.parameters.nSubquantizers) || self.dimension % self.parameters.nSubquantizers == 0",
+        "message": "parameters.nSubquantizers must divide dimension",
+    }
+]

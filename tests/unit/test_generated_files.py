@@ -39,9 +39,25 @@ def test_the_spec_schema_constrains_horizon_type_dimension_and_carries_cel_rules
     spec = _crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     props = spec["properties"]
     assert props["horizon"]["pattern"] == "^[1-9][0-9]*(m|h|d)$"
-    assert props["indexType"]["enum"] == ["Flat", "IVF", "HNSW"]
+    assert props["indexType"]["enum"] == ["Flat", "IVF", "IVFPQ", "HNSW", "OPQ+HNSW", "Auto"]
     assert props["dimension"]["minimum"] == 1
     assert props["rollout"]["properties"]["percent"]["maximum"] == 100
     assert set(spec["required"]) == {"horizon", "dimension", "source", "storage"}
     assert spec["x-kubernetes-validations"]
     assert props["source"]["x-kubernetes-validations"][0]["rule"].endswith("== 1")
+
+
+def test_exclusive_bounds_use_the_openapi_v3_boolean_form_kubernetes_expects():
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("exclusiveMinimum", "exclusiveMaximum"):
+                    assert value is True
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(_crd())
+    spec = _crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["validation"]["properties"]["maxP99LatencyMs"]["minimum"] == 0

@@ -23,8 +23,13 @@ from factories import NOW, spec
         ({"validation.minRecall": 1.5}, "minRecall"),
         ({"schedule": "every day"}, "schedule"),
         ({"parameters.nlist": 100}, "nlist does not apply to indexType HNSW"),
-        ({"source.file": {"path": "/x.npy"}}, "exactly one of s3 or file"),
+        ({"source.file": {"path": "/x.npy"}}, "exactly one of s3, postgres or file"),
         ({"unknownField": 1}, "unknownField"),
+        ({"parameters.mHnsw": 16}, "mHnsw does not apply to indexType HNSW"),
+        ({"indexType": "IVFPQ", "parameters.nSubquantizers": 3}, "nSubquantizers 3 must divide dimension 8"),
+        ({"source.s3.prefix": "p/"}, "exactly one of key or prefix"),
+        ({"source.s3.format": "parquet", "source.s3.idsKey": "ids.npy"}, "idsKey applies to a single npy key only"),
+        ({"validation.maxP99LatencyMs": 0}, "maxP99LatencyMs"),
     ],
 )
 def test_invalid_specs_are_rejected_naming_the_field(overrides, expected):
