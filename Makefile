@@ -76,8 +76,10 @@ test: install lint tools ## Everything: unit, integration and e2e (starts and st
 	set -o pipefail; $(PY) -m pytest tests/e2e -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
 
 .PHONY: bench
-bench: install ## Benchmarks (results under bench/results/)
+bench: install ## Benchmarks, each against a baseline in the same run (results under bench/results/)
+	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
 	$(PY) bench/run.py
+	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 
 .PHONY: clean
 clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)

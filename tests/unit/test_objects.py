@@ -54,3 +54,13 @@ def test_the_serving_service_selects_exactly_the_serving_pods():
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FAISS_POINTER_KEY"]["value"] == "faiss-indexes/ns/idx/6h/pointer.json"
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_a_postgres_source_passes_the_dsn_to_the_builder_from_its_secret_only():
+    s = spec(**{"source": {"postgres": {"dsnSecret": {"name": "pg", "key": "url"}, "table": "embeddings"}}})
+    key = build_key(s)
+    job = build_job(index="idx", namespace="ns", uid="u1", spec=s, job=JobToCreate(job_name("idx", key), version_id(NOW, key), key), config=CONFIG)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FAISS_POSTGRES_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "pg", "key": "url"}}
+    request = json.loads(env["FAISS_BUILD_REQUEST"]["value"])
+    assert request["spec"]["source"]["postgres"]["dsnSecret"] == {"name": "pg", "key": "url"}
