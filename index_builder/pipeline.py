@@ -61,9 +61,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
     with tempfile.TemporaryDirectory(prefix="faiss-build-", dir=workdir) as tmp:
         work = Path(tmp)
         with timer.stage("load"):
-            location = source.locate(spec, env)
-            fetched = source.fetch(location, work)
-            matrix = source.open_npy(fetched.vectors_path, name=fetched.uri)
+            fetched = source.load(spec, env, work)
+            matrix = fetched.vectors
             n = checks.check_shape(matrix.shape, matrix.dtype, name=fetched.uri, dimension=spec.dimension)
             resolved = params.resolve(spec.index_type, spec.parameters, n)
             checks.check_count(
@@ -105,7 +104,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 parameters=resolved.build,
                 search_parameters=resolved.search,
                 files=publish.file_entries(paths),
-                source=SourceFingerprint(uri=fetched.uri, count=n, etag=fetched.etag, last_modified=fetched.last_modified),
+                source=SourceFingerprint(uri=fetched.uri, count=n, etag=fetched.etag, last_modified=fetched.last_modified,
+                                         watermark=fetched.watermark, content_hash=fetched.content_hash),
                 measurements=Measurements(
                     recall_at_k=measured.recall_at_k, k=measured.k, queries=len(measured.query_rows),
                     latency_p50_ms=measured.latency_p50_ms, latency_p95_ms=measured.latency_p95_ms,
@@ -123,12 +123,10 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
     return Outcome(manifest, not written, manifest_uri)
 
 
-def _load_ids(fetched: source.FetchedSource, n: int) -> np.ndarray:
-    if fetched.ids_path is None:
+def _load_ids(fetched: source.LoadedSource, n: int) -> np.ndarray:
+    if fetched.ids is None:
         return np.arange(n, dtype=np.int64)
-    assert fetched.ids_uri is not None
-    raw = source.open_npy(fetched.ids_path, name=fetched.ids_uri)
-    return checks.check_ids(np.asarray(raw), name=fetched.ids_uri, n=n)
+    return checks.check_ids(np.asarray(fetched.ids), name=fetched.ids_uri or fetched.uri, n=n)
 
 
 def _write_files(work: Path, index: faiss.Index, ids: np.ndarray, query_rows: np.ndarray) -> list[Path]:

@@ -1,10 +1,12 @@
-"""Fetching and opening the source ``.npy`` files, with errors that name the object.
+"""Loading the source vectors, whatever holds them, with errors that name the object.
 
-Sources can be many GB, so S3 objects are downloaded to a work directory (boto3's
-multipart transfer) and opened as read-only memmaps rather than read into memory.
-Before numpy touches the data, the ``.npy`` header is read and the file size compared
-with what it declares, so a truncated upload is reported as truncated instead of
-surfacing as an obscure mmap error halfway through a build.
+``load`` is the one entry point the pipeline calls; it dispatches on the source kind and
+returns a float matrix, optional ids and what identifies the source revision (the
+fingerprint the operator compares for drift). A single ``.npy`` object or file is
+downloaded to the work directory (boto3's multipart transfer) and opened as a read-only
+memmap, after checking its header against its size so a truncated upload is reported as
+truncated rather than as an obscure mmap error. Prefixes and Parquet stream through
+``source_s3`` / ``source_parquet``; PostgreSQL through ``source_postgres``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from index_builder import source_parquet, source_postgres, source_s3
 from index_builder.errors import SourceInvalid, SourceNotFound, StorageFailure
 from indexops_api.constants import ENV_S3_ENDPOINT
 from indexops_api.layout import render_location
-from indexops_api.spec import FaissIndexSpec
+from indexops_api.spec import FaissIndexSpec, S3Source
 from indexops_store.s3 import ArtifactStore, StorageError, make_client
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,13 @@ log = logging.getLogger(__name__)
 class SourceLocation:
     """Where the vectors (and optional ids) are, after ``{horizon}`` substitution."""
 
-    vectors: str
+    vectors: str  # the key, prefix or path
     ids: str | None = None
     bucket: str | None = None  # None for file sources
     endpoint: str | None = None
     region: str | None = None
+    is_prefix: bool = False
+    format: str = "npy"
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}" if self.bucket else key
@@ -59,11 +64,13 @@ def locate(spec: FaissIndexSpec, env: Mapping[str, str]) -> SourceLocation:
     if spec.source.s3 is not None:
         s3 = spec.source.s3
         return SourceLocation(
-            vectors=render_location(s3.key, spec.horizon),
+            vectors=render_location(s3.key or s3.prefix or "", spec.horizon),
             ids=render_location(s3.ids_key, spec.horizon) if s3.ids_key else None,
             bucket=s3.bucket,
             endpoint=s3.endpoint or spec.storage.endpoint or env.get(ENV_S3_ENDPOINT) or None,
             region=spec.storage.region,
+            is_prefix=s3.key is None,
+            format=s3.format,
         )
     assert spec.source.file is not None  # Source guarantees exactly one member
     f = spec.source.file
@@ -71,6 +78,72 @@ def locate(spec: FaissIndexSpec, env: Mapping[str, str]) -> SourceLocation:
         vectors=render_location(f.path, spec.horizon),
         ids=render_location(f.ids_path, spec.horizon) if f.ids_path else None,
     )
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """The vectors (a matrix or memmap), ids when the source has them, and its fingerprint."""
+
+    vectors: np.ndarray
+    ids: np.ndarray | None
+    uri: str
+    ids_uri: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    watermark: str | None = None
+    content_hash: str | None = None
+
+
+def load(spec: FaissIndexSpec, env: Mapping[str, str], workdir: Path) -> LoadedSource:
+    """Read the source into memory (or a memmap); raises a typed ``BuildFailure``."""
+    if spec.source.postgres is not None:
+        rows = source_postgres.read(spec.source.postgres, env, dimension=spec.dimension)
+        return LoadedSource(rows.vectors, rows.ids, rows.uri, ids_uri=rows.uri, watermark=rows.watermark,
+                            content_hash=rows.content_hash)
+    location = locate(spec, env)
+    if location.bucket is None or (location.format == "npy" and not location.is_prefix):
+        fetched = fetch(location, workdir)
+        vectors = open_npy(fetched.vectors_path, name=fetched.uri)
+        ids = open_npy(fetched.ids_path, name=fetched.ids_uri or "") if fetched.ids_path else None
+        return LoadedSource(vectors, ids, fetched.uri, ids_uri=fetched.ids_uri, etag=fetched.etag,
+                            last_modified=fetched.last_modified, watermark=fetched.last_modified)
+    assert spec.source.s3 is not None
+    return _load_streamed(spec.source.s3, location, spec.dimension)
+
+
+def _load_streamed(s3: S3Source, location: SourceLocation, dimension: int) -> LoadedSource:
+    """A prefix of objects, or Parquet: read through ranged GETs into one float32 matrix."""
+    assert location.bucket is not None
+    store = ArtifactStore(make_client(location.endpoint, location.region), location.bucket)
+    extension = f".{location.format}"
+    if location.is_prefix:
+        objects = source_s3.list_objects(store, location.vectors, extension)
+    else:
+        objects = [source_s3.head_object(store, location.vectors)]
+    log.info("reading source objects", extra={"uri": location.uri(location.vectors), "objects": len(objects),
+                                              "bytes": sum(o.size for o in objects), "format": location.format})
+    ids: np.ndarray | None = None
+    if location.format == "npy":
+        vectors = source_s3.read_npy_objects(store.client, objects, dimension)
+    else:
+        columns = source_parquet.Columns(vector=s3.vector_column, id=s3.id_column)
+        counts = []
+        for obj in objects:
+            with source_s3.open_object(store.client, obj) as fh:
+                counts.append(source_parquet.row_count(fh, columns, name=obj.uri, dimension=dimension))
+        vectors = np.empty((sum(counts), dimension), dtype=np.float32)
+        ids = np.empty(sum(counts), dtype=np.int64) if s3.id_column else None
+        start = 0
+        for obj, count in zip(objects, counts):
+            with source_s3.open_object(store.client, obj) as fh:
+                got = source_parquet.read_into(fh, columns, vectors, ids, start=start, name=obj.uri)
+            if got != count:
+                raise SourceInvalid(f"{obj.uri}: footer declares {count} rows but {got} were read")
+            start += count
+    etag, newest = source_s3.fingerprint(objects)
+    uri = location.uri(location.vectors)
+    return LoadedSource(vectors, ids, uri, ids_uri=uri if ids is not None else None, etag=etag,
+                        last_modified=newest, watermark=newest)
 
 
 def fetch(location: SourceLocation, workdir: Path) -> FetchedSource:

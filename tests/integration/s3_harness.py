@@ -152,3 +152,42 @@ def running_server(config: Any) -> Iterator[RunningServer]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         assert not thread.is_alive(), "server did not stop"
+
+
+# -- Parquet and PostgreSQL source helpers ---------------------------------------------------------
+
+
+def put_parquet(s3: Any, bucket: str, key: str, table: Any, row_group_size: int | None = None) -> None:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=row_group_size)
+    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+
+
+def vector_table(vectors: np.ndarray, ids: np.ndarray | None = None, *, column: str = "embedding",
+                 id_column: str = "id", fixed: bool = False) -> Any:
+    """An Arrow table with a list<float32> (or fixed_size_list) vector column and optional ids."""
+    import pyarrow as pa
+
+    flat = pa.array(vectors.astype(np.float32).ravel())
+    if fixed:
+        column_array = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    else:
+        offsets = pa.array(np.arange(0, vectors.size + 1, vectors.shape[1], dtype=np.int32))
+        column_array = pa.ListArray.from_arrays(offsets, flat)
+    data = {column: column_array}
+    if ids is not None:
+        data = {id_column: pa.array(ids), **data}
+    return pa.table(data)
+
+
+def pg_execute(dsn: str, statement: str, rows: list[tuple[Any, ...]] | None = None) -> None:
+    """Run one statement (``executemany`` when rows are given) and commit."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        if rows is None:
+            cur.execute(statement)
+        else:
+            cur.executemany(statement, rows)
