@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 CACHE = Path.home() / ".cache" / "faiss-index-operator" / "bench"
-VERSION = 1  # bump when extraction or vectorisation changes
+VERSION = 2  # bump when sampling or vectorisation changes
+CORPUS_VERSION = 1  # bump when text extraction changes
 MIN_CHARS = 40
 MIN_WORDS = 5
 MAX_CHARS = 4000
@@ -155,6 +156,23 @@ def collect_documents(roots: list[Path], progress=print) -> tuple[list[str], dic
     return docs, stats
 
 
+def cached_documents(roots: list[Path], progress=print) -> tuple[list[str], dict]:
+    """``collect_documents`` once per machine: the corpus is cached as gzipped lines + JSON stats."""
+    import gzip
+
+    lines, meta = CACHE / f"corpus-v{CORPUS_VERSION}.txt.gz", CACHE / f"corpus-v{CORPUS_VERSION}.json"
+    if lines.exists() and meta.exists():
+        with gzip.open(lines, "rt", encoding="utf-8") as fh:
+            docs = fh.read().split("\n")
+        progress(f"[data] cached corpus {lines} ({len(docs)} documents)")
+        return docs, json.loads(meta.read_text())
+    docs, stats = collect_documents(roots, progress)
+    with gzip.open(lines, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(docs))  # folded documents hold no newlines
+    meta.write_text(json.dumps(stats, indent=2) + "\n")
+    return docs, stats
+
+
 def embed(docs: list[str], dim: int, seed: int, progress=print) -> tuple[np.ndarray, dict]:
     """TF-IDF then randomized truncated SVD to ``dim``; rows L2-normalised, float32."""
     from sklearn.decomposition import TruncatedSVD
@@ -191,14 +209,19 @@ def load(n: int, dim: int, queries: int = 1000, seed: int = 7, progress=print) -
         return Dataset(matrix[:n], matrix[n:], provenance)
     t0 = time.perf_counter()
     roots = text_roots()
-    docs, collected = collect_documents(roots, progress)
+    docs, collected = cached_documents(roots, progress)
     need = n + queries
     if len(docs) < need:
         raise SystemExit(f"only {len(docs)} distinct documents on this machine; need {need} (lower --n)")
-    order = np.random.default_rng(seed).permutation(len(docs))[:need]
+    # 2 % spare: a document whose words are all too rare (min_df) embeds to zero and is dropped.
+    order = np.random.default_rng(seed).permutation(len(docs))[: min(len(docs), need + need // 50)]
     chosen = [docs[i] for i in order]
-    progress(f"[data] {len(docs)} distinct documents in {collected['collect_seconds']}s; embedding {need}")
+    progress(f"[data] {len(docs)} distinct documents in {collected['collect_seconds']}s; embedding {len(chosen)}")
     matrix, embedded = embed(chosen, dim, seed, progress)
+    keep = np.flatnonzero(np.linalg.norm(matrix, axis=1) > 0.5)[:need]
+    if len(keep) < need:
+        raise SystemExit(f"only {len(keep)} non-empty embeddings; need {need} (lower --n)")
+    matrix, chosen = np.ascontiguousarray(matrix[keep]), [chosen[i] for i in keep]
     provenance = {
         "kind": "LSA (TF-IDF + truncated SVD) embeddings of real text shipped with Python and its packages",
         "roots": [str(r) for r in roots], "python": sys.version.split()[0],

@@ -1,50 +1,122 @@
 """Constructing, training and filling the FAISS index from a (possibly memmapped) matrix.
 
-The index stores row positions 0..n-1 only; user ids live in ``ids.npy`` next to it, so
-every index type works the same way (no IndexIDMap wrappers) and serving maps
-positions to ids with one array lookup. Cosine is implemented the standard FAISS way:
-L2-normalise vectors (and, at search time, queries) and use inner product.
+Every type is built from a FAISS ``index_factory`` string (``params.factory_string`` for
+the named types, the user's ``spec.factory`` for experts), so the manifest can record the
+exact construction and a person can rebuild it by hand. The index stores row positions
+0..n-1 only; user ids live in ``ids.npy`` next to it, so every index type works the same
+way (no IndexIDMap wrappers) and serving maps positions to ids with one array lookup.
+Cosine is implemented the standard FAISS way: L2-normalise vectors (and, at search time,
+queries) and use inner product.
 
 Data is fed in batches converted to contiguous float32 one at a time, so the source
-matrix is never copied whole on top of what the index itself holds.
+matrix is never copied whole on top of what the index itself holds. Training uses a
+seeded sample, so a retried build trains on the same rows.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import faiss
 import numpy as np
 
+from index_builder import params
+from index_builder.errors import TooFewVectors
 from index_builder.logs import Progress
-from index_builder.params import ResolvedParameters, train_sample_size
-from indexops_api.spec import IndexType, Metric
+from index_builder.params import ResolvedParameters
+from index_builder.preflight import FactoryInvalid
+from indexops_api.spec import IndexParameters, IndexType, Metric
 
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 64 * 1024 * 1024
+# Enough rows for any 8-bit PQ/SQ codebook in a raw factory string (FAISS caps k-means at
+# 256 points per centroid itself); IVF factories get 256 per list on top.
+FACTORY_TRAIN_ROWS = 256 * 256
+_FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: (Error: )?", re.DOTALL)
 
 
 def faiss_metric(metric: Metric) -> int:
     return faiss.METRIC_L2 if metric is Metric.L2 else faiss.METRIC_INNER_PRODUCT
 
 
-def factory_string(index_type: IndexType, resolved: ResolvedParameters) -> str:
-    if index_type is IndexType.FLAT:
-        return "Flat"
-    if index_type is IndexType.HNSW:
-        return f"HNSW{resolved.build['m']},Flat"
-    if index_type is IndexType.IVF:
-        return f"IVF{resolved.build['nlist']},Flat"
-    raise ValueError(f"unsupported indexType {index_type!r}")
+def faiss_message(exc: BaseException) -> str:
+    """FAISS's own words without the C++ function signature and source location."""
+    return _FAISS_LOCATION.sub("", str(exc).strip()).strip()
 
 
-def new_index(dimension: int, metric: Metric, index_type: IndexType, resolved: ResolvedParameters) -> faiss.Index:
-    index = faiss.index_factory(dimension, factory_string(index_type, resolved), faiss_metric(metric))
-    if index_type is IndexType.HNSW:
-        faiss.downcast_index(index).hnsw.efConstruction = resolved.build["efConstruction"]
+def factory_string(index_type: IndexType, resolved: ResolvedParameters, dimension: int = 0) -> str:
+    return params.factory_string(index_type, resolved, dimension)
+
+
+def validate_factory(factory: str, dimension: int, metric: Metric) -> faiss.Index:
+    """Construct (empty) the index ``factory`` describes, or raise ``FactoryInvalid`` with FAISS's reason."""
+    try:
+        return faiss.index_factory(dimension, factory, faiss_metric(metric))
+    except RuntimeError as exc:
+        raise FactoryInvalid(f"factory {factory!r} for dimension {dimension}: {faiss_message(exc)}") from exc
+
+
+def new_index(
+    dimension: int, metric: Metric, factory: str, build: dict[str, int], user: IndexParameters | None = None
+) -> faiss.Index:
+    """An empty index from ``factory`` with build-time knobs applied (efConstruction, no polysemous training)."""
+    index = validate_factory(factory, dimension, metric)
+    ef_construction = build.get("efConstruction")
+    if ef_construction is None and user is not None:
+        ef_construction = user.ef_construction
+    for part in parts(index):
+        if ef_construction is not None and hasattr(part, "hnsw"):
+            part.hnsw.efConstruction = ef_construction
+        # Polysemous training only serves Hamming-filtered search, which we never use; it
+        # costs far more than the PQ training itself.
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
     return index
+
+
+def parts(index: faiss.Index) -> list[faiss.Index]:
+    """``index`` and every index nested in it (pre-transforms, HNSW storage, IVF quantizer)."""
+    found: list[faiss.Index] = []
+    stack = [index]
+    while stack:
+        part = faiss.downcast_index(stack.pop())
+        found.append(part)
+        if isinstance(part, faiss.IndexPreTransform):
+            stack.append(part.index)
+        storage = getattr(part, "storage", None)
+        if storage is not None and hasattr(part, "hnsw"):
+            stack.append(storage)
+        quantizer = getattr(part, "quantizer", None)
+        if quantizer is not None and isinstance(part, faiss.IndexIVF):
+            stack.append(quantizer)
+    return found
+
+
+def search_knobs(index: faiss.Index) -> dict[str, int]:
+    """The search-time parameters ``index`` has, with their current values (efSearch, nprobe, nlist)."""
+    knobs: dict[str, int] = {}
+    top = faiss.downcast_index(index)
+    inner = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexPreTransform) else top
+    if hasattr(inner, "hnsw"):
+        knobs["efSearch"] = int(inner.hnsw.efSearch)
+    if isinstance(inner, faiss.IndexIVF):
+        knobs["nprobe"], knobs["nlist"] = int(inner.nprobe), int(inner.nlist)
+    return knobs
+
+
+def factory_search_parameters(index: faiss.Index, user: IndexParameters) -> dict[str, int]:
+    """Search parameters for a raw factory index: the user's where they apply, else the type defaults."""
+    knobs = search_knobs(index)
+    search: dict[str, int] = {}
+    if "efSearch" in knobs:
+        search["efSearch"] = user.ef_search if user.ef_search is not None else params.HNSW_EF_SEARCH
+    if "nprobe" in knobs:
+        nlist = knobs["nlist"]
+        search["nprobe"] = min(user.nprobe, nlist) if user.nprobe is not None else params.default_nprobe(nlist)
+    return search
 
 
 def apply_search_parameters(index: faiss.Index, search: dict[str, int]) -> None:
@@ -79,15 +151,29 @@ def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
-def train(index: faiss.Index, matrix: np.ndarray, metric: Metric, resolved: ResolvedParameters, seed: int) -> int:
-    """Train if the type needs it; returns the number of training rows used."""
+def training_rows_for(index: faiss.Index, index_type: IndexType | None, resolved: ResolvedParameters, n: int) -> int:
+    """Rows to train on: the typed rule, or for raw factories 256 per IVF list / 65536, capped at ``n``."""
+    if index_type is not None:
+        return params.training_rows(index_type, resolved, n)
+    nlist = search_knobs(index).get("nlist", 0)
+    return min(n, max(params.IVF_MAX_POINTS_PER_CENTROID * nlist, FACTORY_TRAIN_ROWS))
+
+
+def train(index: faiss.Index, matrix: np.ndarray, metric: Metric, rows_wanted: int, seed: int, what: str) -> int:
+    """Train if the index needs it; returns the number of training rows used."""
     if index.is_trained:
         return 0
     n = matrix.shape[0]
-    rows = sample_rows(n, train_sample_size(n, resolved.build["nlist"]), seed)
+    rows = sample_rows(n, max(1, rows_wanted), seed)
     sample = prepare(matrix[rows], metric)
-    log.info("training", extra={"rows": len(rows), "of": n, "nlist": resolved.build["nlist"]})
-    index.train(sample)
+    log.info("training", extra={"rows": len(rows), "of": n, "factory": what})
+    try:
+        index.train(sample)
+    except RuntimeError as exc:
+        message = faiss_message(exc)
+        if "Number of training points" in message:
+            raise TooFewVectors(f"{what}: {message} ({n} vectors in the source)") from exc
+        raise
     return len(rows)
 
 

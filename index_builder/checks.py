@@ -1,4 +1,10 @@
-"""Pure checks of the source data, each failing with a typed error that names the object.
+"""Pure checks of the source data and of the built index.
+
+Source checks fail fast with a typed error that names the object. Index checks
+(structural: counts, dimension, file sizes; functional: k results per query, no
+duplicate ids in a row, monotonic distances) never raise: each returns a
+``CheckResult`` that goes into ``manifest.checks`` whether it passed or not, and the
+operator's gates refuse a version with any failed check.
 
 Bad data must stop a build before it costs anything and say precisely what is wrong:
 which object, which row, how many. The checks work on any array-like with numpy
@@ -12,6 +18,7 @@ import numpy as np
 
 from index_builder.errors import DimensionMismatch, InvalidIds, InvalidVectors, SourceInvalid, TooFewVectors
 from index_builder.params import ResolvedParameters, min_vectors_to_train
+from indexops_api.manifest import CheckResult
 from indexops_api.spec import IndexType, Metric
 
 CHUNK_ROWS = 65536
@@ -38,10 +45,19 @@ def check_count(
         raise TooFewVectors(f"{name}: contains {n} vectors, fewer than validation.minVectors={min_vectors}")
     needed = min_vectors_to_train(index_type, resolved)
     if n < needed:
-        raise TooFewVectors(
-            f"{name}: contains {n} vectors but indexType {index_type.value} with nlist={resolved.build['nlist']} "
-            f"needs at least {needed} to train (39 per list recommended); lower parameters.nlist"
-        )
+        raise TooFewVectors(f"{name}: contains {n} vectors but {_training_requirement(index_type, resolved, needed)}")
+
+
+def _training_requirement(index_type: IndexType, resolved: ResolvedParameters, needed: int) -> str:
+    b = resolved.build
+    if index_type is IndexType.IVF:
+        return (f"indexType IVF with nlist={b['nlist']} needs at least {needed} to train "
+                "(39 per list recommended); lower parameters.nlist")
+    if index_type is IndexType.IVFPQ:
+        return (f"indexType IVFPQ with nlist={b['nlist']}, mPq={b['mPq']} ({1 << b['mPq']} PQ centroids) needs at "
+                f"least {needed} to train (39 per centroid recommended); lower parameters.nlist or parameters.mPq")
+    return (f"indexType {index_type.value} with mPq={b['mPq']} needs at least {needed} to train its PQ and OPQ "
+            "rotation (256 centroids each; 39 per centroid recommended); use HNSW or Flat for so few vectors")
 
 
 def check_values(matrix: np.ndarray, *, name: str, metric: Metric, chunk_rows: int = CHUNK_ROWS) -> None:
@@ -101,3 +117,52 @@ def check_ids(ids: np.ndarray, *, name: str, n: int) -> np.ndarray:
             f"{name}: {int(repeats.sum())} rows repeat an earlier id (first: id {int(out[first])} at row {first})"
         )
     return out
+
+
+# -- checks of the built index (recorded, never raised) ------------------------------------
+
+
+def check_equal(name: str, what: str, actual: int, expected: int) -> CheckResult:
+    """``actual == expected`` as a named check, e.g. ``ntotalMatchesVectors``."""
+    passed = actual == expected
+    return CheckResult(name=name, passed=passed, detail=f"{what} {actual}" + ("" if passed else f", expected {expected}"))
+
+
+def check_files_not_empty(sizes: dict[str, int]) -> CheckResult:
+    empty = sorted(name for name, size in sizes.items() if size <= 0)
+    detail = ", ".join(f"{name}={size}B" for name, size in sorted(sizes.items()))
+    return CheckResult(name="filesNotEmpty", passed=not empty and bool(sizes), detail=detail)
+
+
+def check_results_have_k(labels: np.ndarray, k: int) -> CheckResult:
+    """Every sampled query got ``k`` real results (FAISS pads missing ones with -1)."""
+    short = (labels[:, :k] < 0).any(axis=1) if labels.size else np.zeros(0, dtype=bool)
+    if not short.any():
+        return CheckResult(name="searchReturnsK", passed=True, detail=f"{labels.shape[0]} queries x k={k}")
+    row = int(np.argmax(short))
+    found = int((labels[row, :k] >= 0).sum())
+    return CheckResult(name="searchReturnsK", passed=False,
+                       detail=f"{int(short.sum())} of {labels.shape[0]} queries got fewer than k={k} results "
+                              f"(first: query {row} got {found}); raise efSearch/nprobe or lower k")
+
+
+def check_no_duplicate_ids(labels: np.ndarray) -> CheckResult:
+    for row, found in enumerate(labels):
+        valid = found[found >= 0]
+        if len(np.unique(valid)) != len(valid):
+            return CheckResult(name="noDuplicateIds", passed=False, detail=f"query {row} returned a position twice")
+    return CheckResult(name="noDuplicateIds", passed=True, detail=f"{labels.shape[0]} result rows")
+
+
+def check_distances_monotonic(distances: np.ndarray, labels: np.ndarray, metric: Metric) -> CheckResult:
+    """Ascending distances for L2, descending similarities for InnerProduct/Cosine."""
+    order = "ascending" if metric is Metric.L2 else "descending"
+    for row, (dist, found) in enumerate(zip(distances, labels)):
+        d = dist[found >= 0].astype(np.float64)
+        steps = np.diff(d) if metric is Metric.L2 else -np.diff(d)
+        tolerance = 1e-5 * max(1.0, float(np.abs(d).max()) if d.size else 1.0)
+        if (steps < -tolerance).any():
+            at = int(np.argmax(steps < -tolerance))
+            return CheckResult(name="distancesMonotonic", passed=False,
+                               detail=f"query {row}: distance {d[at + 1]:g} after {d[at]:g} is not {order}")
+    return CheckResult(name="distancesMonotonic", passed=True, detail=f"{order} ({metric.value})")

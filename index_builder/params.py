@@ -1,9 +1,10 @@
 """Pure resolution of build- and search-time parameters from the spec and the data size.
 
 Users may leave every parameter unset; the defaults below are what an engineer would
-pick without tuning, scaled by the number of vectors ``n`` where that matters. The
-resolved values (not the user's partial map) are recorded in the manifest, so a version
-always says exactly how it was built and how it must be searched.
+pick without tuning, scaled by the number of vectors ``n`` (and the dimension, for
+product quantization) where that matters. The resolved values (not the user's partial
+map) are recorded in the manifest, so a version always says exactly how it was built
+and how it must be searched.
 
 Defaults
 --------
@@ -21,11 +22,33 @@ IVF (IVF-Flat)
     clusterings need a smaller fraction for the same recall. A user ``nprobe`` larger
     than ``nlist`` is clamped to ``nlist`` (FAISS would do the same silently).
     Training uses at most ``256 * nlist`` sampled rows (FAISS's own k-means cap).
+IVFPQ
+    ``nlist`` and ``nprobe`` as IVF. ``mPq = 8`` bits per code (256 centroids per
+    sub-quantizer, FAISS's fast path). ``nSubquantizers`` = the largest divisor of the
+    dimension that is at most ``min(dimension // 2, 64)``: every sub-quantizer then
+    encodes at least 2 dimensions (1-dimensional sub-vectors waste code bits on
+    nothing a scalar quantizer could not do) and codes stay <= 64 bytes at 8 bits, the
+    usual ceiling of FAISS's optimised PQ kernels. d=32 -> 16, d=128 -> 64,
+    d=100 -> 50, d=768 -> 64; a dimension of 1 (no such divisor) falls back to 1.
+OPQ+HNSW
+    ``nSubquantizers = 32`` (the migration guide's value) or, when 32 does not divide
+    the dimension, the divisor of the dimension nearest to 32 (ties: the smaller, i.e.
+    the cheaper code). ``mPq = 8``, ``mHnsw = 16``, ``efConstruction = 200``,
+    ``efSearch = 64``. Built as ``OPQ{M}_{d},HNSW{mHnsw}_PQ{M}x{bits}``: an OPQ rotation
+    (kept at the full dimension, so no information is dropped before PQ), then an HNSW
+    graph over PQ codes.
+
+Training sample (PQ types)
+    ``max(256 * nlist, 39 * 2**mPq)`` rows, capped at ``n``: enough for IVF's k-means and
+    FAISS's recommended minimum of 39 points per PQ centroid. Training needs at least
+    ``max(nlist, 2**mPq)`` vectors (k-means cannot have more centroids than points); OPQ
+    at least 256, because FAISS trains the rotation with an internal 8-bit PQ.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from indexops_api.spec import IndexParameters, IndexType
@@ -36,6 +59,14 @@ HNSW_EF_SEARCH = 64
 IVF_MIN_POINTS_PER_CENTROID = 39
 IVF_MAX_POINTS_PER_CENTROID = 256
 IVF_MIN_NPROBE = 8
+PQ_BITS = 8
+PQ_MAX_SUBQUANTIZERS = 64
+PQ_MIN_DIMS_PER_SUBQUANTIZER = 2
+OPQ_SUBQUANTIZERS = 32
+OPQ_HNSW_M = 16
+OPQ_TRAIN_BITS = 8  # FAISS's OPQMatrix trains its rotation with an internal 8-bit PQ
+
+PQ_TYPES = (IndexType.IVFPQ, IndexType.OPQ_HNSW)
 
 
 @dataclass(frozen=True)
@@ -63,32 +94,111 @@ def default_nprobe(nlist: int) -> int:
     return max(1, min(nlist, max(IVF_MIN_NPROBE, 2 * math.isqrt(nlist))))
 
 
-def train_sample_size(n: int, nlist: int) -> int:
-    """Rows used to train IVF centroids: all of them up to ``256 * nlist``."""
-    return min(n, IVF_MAX_POINTS_PER_CENTROID * nlist)
+def divisors(dimension: int) -> list[int]:
+    return [m for m in range(1, dimension + 1) if dimension % m == 0]
 
 
-def resolve(index_type: IndexType, params: IndexParameters, n: int) -> ResolvedParameters:
-    """Fill unset parameters with the defaults for ``index_type`` and ``n`` vectors."""
-    if index_type is IndexType.FLAT:
+def default_ivfpq_subquantizers(dimension: int) -> int:
+    """Largest divisor of ``dimension`` <= ``min(dimension // 2, 64)`` (>= 2 dims each); 1 if none."""
+    cap = min(dimension // PQ_MIN_DIMS_PER_SUBQUANTIZER, PQ_MAX_SUBQUANTIZERS)
+    fitting = [m for m in divisors(dimension) if m <= cap]
+    return max(fitting) if fitting else 1
+
+
+def default_opq_subquantizers(dimension: int) -> int:
+    """32 if it divides ``dimension``, else the nearest divisor (ties: the smaller)."""
+    return min(divisors(dimension), key=lambda m: (abs(m - OPQ_SUBQUANTIZERS), m))
+
+
+def train_sample_size(n: int, nlist: int, bits: int | None = None) -> int:
+    """Training rows: ``256 * nlist`` for IVF k-means, at least ``39 * 2**bits`` for PQ; capped at ``n``."""
+    wanted = IVF_MAX_POINTS_PER_CENTROID * nlist
+    if bits is not None:
+        wanted = max(wanted, IVF_MIN_POINTS_PER_CENTROID * (1 << bits))
+    return min(n, wanted)
+
+
+def _or(value: int | None, default: int) -> int:
+    return value if value is not None else default
+
+
+def resolve(index_type: IndexType, params: IndexParameters, n: int, dimension: int | None = None) -> ResolvedParameters:
+    """Fill unset parameters with the defaults for ``index_type``, ``n`` vectors and ``dimension``.
+
+    Without ``dimension`` a default ``nSubquantizers`` is left out (enough for counting
+    the vectors training needs); the build resolves again with it. ``Auto`` resolves to
+    nothing here: the choice needs the memory budget and is made by
+    ``index_builder.auto`` (which calls back into this function for the chosen type).
+    """
+    if index_type in (IndexType.FLAT, IndexType.AUTO):
         return ResolvedParameters()
     if index_type is IndexType.HNSW:
         return ResolvedParameters(
-            build={
-                "m": params.m if params.m is not None else HNSW_M,
-                "efConstruction": params.ef_construction if params.ef_construction is not None else HNSW_EF_CONSTRUCTION,
-            },
-            search={"efSearch": params.ef_search if params.ef_search is not None else HNSW_EF_SEARCH},
+            build={"m": _or(params.m, HNSW_M), "efConstruction": _or(params.ef_construction, HNSW_EF_CONSTRUCTION)},
+            search={"efSearch": _or(params.ef_search, HNSW_EF_SEARCH)},
         )
-    if index_type is IndexType.IVF:
-        nlist = params.nlist if params.nlist is not None else default_nlist(n)
+    if index_type in (IndexType.IVF, IndexType.IVFPQ):
+        nlist = _or(params.nlist, default_nlist(n))
         nprobe = min(params.nprobe, nlist) if params.nprobe is not None else default_nprobe(nlist)
-        return ResolvedParameters(build={"nlist": nlist}, search={"nprobe": nprobe})
+        build = {"nlist": nlist}
+        if index_type is IndexType.IVFPQ:
+            build |= _subquantizers(params.n_subquantizers, dimension, default_ivfpq_subquantizers)
+            build["mPq"] = _or(params.m_pq, PQ_BITS)
+        return ResolvedParameters(build=build, search={"nprobe": nprobe})
+    if index_type is IndexType.OPQ_HNSW:
+        return ResolvedParameters(
+            build={
+                **_subquantizers(params.n_subquantizers, dimension, default_opq_subquantizers),
+                "mPq": _or(params.m_pq, PQ_BITS),
+                "mHnsw": _or(params.m_hnsw, OPQ_HNSW_M),
+                "efConstruction": _or(params.ef_construction, HNSW_EF_CONSTRUCTION),
+            },
+            search={"efSearch": _or(params.ef_search, HNSW_EF_SEARCH)},
+        )
     raise ValueError(f"unsupported indexType {index_type!r}")
 
 
+def _subquantizers(value: int | None, dimension: int | None, default: Callable[[int], int]) -> dict[str, int]:
+    """``nSubquantizers``: the user's, else the default for ``dimension`` (left out when unknown)."""
+    if value is not None:
+        return {"nSubquantizers": value}
+    return {"nSubquantizers": default(dimension)} if dimension is not None else {}
+
+
+def factory_string(index_type: IndexType, resolved: ResolvedParameters, dimension: int) -> str:
+    """The ``faiss.index_factory`` string that builds ``index_type`` with ``resolved`` parameters."""
+    b = resolved.build
+    if index_type is IndexType.FLAT:
+        return "Flat"
+    if index_type is IndexType.HNSW:
+        return f"HNSW{b['m']},Flat"
+    if index_type is IndexType.IVF:
+        return f"IVF{b['nlist']},Flat"
+    if index_type is IndexType.IVFPQ:
+        return f"IVF{b['nlist']},PQ{b['nSubquantizers']}x{b['mPq']}"
+    if index_type is IndexType.OPQ_HNSW:
+        m = b["nSubquantizers"]
+        return f"OPQ{m}_{dimension},HNSW{b['mHnsw']}_PQ{m}x{b['mPq']}"
+    raise ValueError(f"no factory string for indexType {index_type!r}")
+
+
 def min_vectors_to_train(index_type: IndexType, resolved: ResolvedParameters) -> int:
-    """The fewest vectors the index type can be built from (IVF k-means needs ``nlist``)."""
+    """The fewest vectors the index type can be built from (k-means needs one point per centroid)."""
     if index_type is IndexType.IVF:
         return resolved.build["nlist"]
+    if index_type is IndexType.IVFPQ:
+        return max(resolved.build["nlist"], 1 << resolved.build["mPq"])
+    if index_type is IndexType.OPQ_HNSW:
+        return 1 << max(resolved.build["mPq"], OPQ_TRAIN_BITS)
     return 1
+
+
+def training_rows(index_type: IndexType, resolved: ResolvedParameters, n: int) -> int:
+    """Rows sampled to train ``index_type`` (0 for types that need no training)."""
+    if index_type is IndexType.IVF:
+        return train_sample_size(n, resolved.build["nlist"])
+    if index_type is IndexType.IVFPQ:
+        return train_sample_size(n, resolved.build["nlist"], resolved.build["mPq"])
+    if index_type is IndexType.OPQ_HNSW:
+        return train_sample_size(n, 0, max(resolved.build["mPq"], OPQ_TRAIN_BITS))
+    return 0

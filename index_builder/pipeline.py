@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index_builder import __version__, build, checks, measure, params, publish, source
+from index_builder import __version__, build, checks, measure, params, preflight, publish, source, tuning
 from index_builder.errors import BuildError, BuildFailure
 from index_builder.logs import StageTimer
 from indexops_api.build_request import BuildRequest
@@ -53,6 +53,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                "indexType": spec.index_type.value, "metric": spec.metric.value, "target": manifest_uri},
     )
     with timer.stage("preflight"):
+        if spec.factory:  # a bad factory string fails before any data is read
+            build.validate_factory(spec.factory, spec.dimension, spec.metric)
         existing = publish.existing_manifest(store, prefix, request.build_key)
     if existing is not None:
         log.info("version already published by this build; nothing to do", extra={"manifest": manifest_uri})
@@ -64,6 +66,7 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
             fetched = source.load(spec, env, work)
             matrix = fetched.vectors
             n = checks.check_shape(matrix.shape, matrix.dtype, name=fetched.uri, dimension=spec.dimension)
+            plan = preflight.plan(spec, n)  # memory: fail before scanning values or training
             resolved = params.resolve(spec.index_type, spec.parameters, n)
             checks.check_count(
                 n, name=fetched.uri, min_vectors=spec.validation.min_vectors,
@@ -74,24 +77,40 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
         log.info("source loaded", extra={"uri": fetched.uri, "vectors": n, "dtype": str(matrix.dtype),
                                          "parameters": resolved.build, "searchParameters": resolved.search})
         seed = seed_for(request.build_key)
+        if plan.index_type is not None:
+            checks.check_count(n, name=fetched.uri, min_vectors=spec.validation.min_vectors,
+                               index_type=plan.index_type, resolved=plan.resolved)
+        log.info("build planned", extra={"factory": plan.factory, "parameters": plan.resolved.build,
+                                         "memoryEstimateBytes": plan.estimate.total, "memoryBudgetBytes": plan.budget,
+                                         **({"auto": plan.auto.reason} if plan.auto else {})})
         try:
-            index = build.new_index(spec.dimension, spec.metric, spec.index_type, resolved)
+            index = build.new_index(spec.dimension, spec.metric, plan.factory, plan.resolved.build, spec.parameters)
             with timer.stage("train"):
-                build.train(index, matrix, spec.metric, resolved, seed)
+                build.train(index, matrix, spec.metric, build.training_rows_for(index, plan.index_type, plan.resolved, n),
+                            seed, plan.factory)
             with timer.stage("add", rows=n):
                 build.add_all(index, matrix, spec.metric)
+            search = (plan.resolved.search if plan.index_type is not None
+                      else build.factory_search_parameters(index, spec.parameters))
+            tune_k = (spec.tuning.k or spec.validation.k) if spec.tuning else spec.validation.k
             with timer.stage("validate", queries=spec.validation.queries, k=spec.validation.k):
-                measured = measure.measure(
-                    index, matrix, metric=spec.metric, search=resolved.search,
-                    k=spec.validation.k, queries=spec.validation.queries, seed=seed ^ 1,
-                )
-            log.info("measured", extra={"recallAtK": measured.recall_at_k, "k": measured.k,
+                queries = measure.held_out(matrix, metric=spec.metric, k=max(spec.validation.k, tune_k),
+                                           queries=spec.validation.queries, seed=seed ^ 1)
+                tuned = (tuning.tune(index, queries, target=spec.tuning.target_recall, k=tune_k, search=search)
+                         if spec.tuning else None)
+                if tuned is not None:
+                    search = {**search, **tuned.chosen}
+                measured = measure.measure(index, queries, metric=spec.metric, search=search, k=spec.validation.k)
+            log.info("measured", extra={"recallAtK": measured.recall_at_k, "k": measured.k, "searchParameters": search,
                                         "p50Ms": measured.latency_p50_ms, "p99Ms": measured.latency_p99_ms})
             paths = _write_files(work, index, ids, measured.query_rows)
+            results = measure.structural_checks(index, vectors=n, dimension=spec.dimension, ids=ids, files=paths)
+            results += measured.checks
+            log.info("checks", extra={"failed": [c.name for c in results if not c.passed], "ran": len(results)})
         except BuildFailure:
             raise
         except (RuntimeError, MemoryError, ValueError) as exc:
-            raise BuildError(f"FAISS {spec.index_type.value} build of {n} vectors failed: {exc}") from exc
+            raise BuildError(f"FAISS {plan.factory} build of {n} vectors failed: {build.faiss_message(exc)}") from exc
 
         with timer.stage("publish"):
             if publish.existing_manifest(store, prefix, request.build_key) is not None:
@@ -101,8 +120,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
             manifest = publish.make_manifest(
                 request,
                 vectors=n,
-                parameters=resolved.build,
-                search_parameters=resolved.search,
+                parameters=plan.resolved.build,
+                search_parameters=search,
                 files=publish.file_entries(paths),
                 source=SourceFingerprint(uri=fetched.uri, count=n, etag=fetched.etag, last_modified=fetched.last_modified,
                                          watermark=fetched.watermark, content_hash=fetched.content_hash),
@@ -110,6 +129,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                     recall_at_k=measured.recall_at_k, k=measured.k, queries=len(measured.query_rows),
                     latency_p50_ms=measured.latency_p50_ms, latency_p95_ms=measured.latency_p95_ms,
                     latency_p99_ms=measured.latency_p99_ms,
+                    batch_latency_ms_per_query=measured.batch_latency_ms_per_query,
+                    memory_bytes=paths[0].stat().st_size,  # serialized size == in-memory size for these types
                 ),
                 timings=Timings(
                     load_seconds=timer.get("load"), train_seconds=timer.get("train"), add_seconds=timer.get("add"),
@@ -117,7 +138,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 ),
                 faiss_version=faiss.__version__,
                 builder_version=__version__,
-            )
+            ).model_copy(update={"factory": plan.factory, "checks": results, "auto": plan.auto, "tuning": tuned,
+                                 "memory_estimate_bytes": plan.estimate.total})
             written = publish.commit(store, prefix, manifest)
     log.info("build finished", extra={"manifest": manifest_uri, "seconds": timer.total(), "written": written})
     return Outcome(manifest, not written, manifest_uri)

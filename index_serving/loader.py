@@ -103,12 +103,7 @@ class VersionLoader:
         index, mode = self._read_index(version, directory / manifest.index_file)
         ids = self._read_ids(version, directory / manifest.ids_file)
         self._check_consistent(version, manifest, index, ids)
-        try:
-            space = faiss.ParameterSpace()
-            for name, value in manifest.search_parameters.items():
-                space.set_index_parameter(index, name, value)
-        except RuntimeError as exc:
-            raise VersionRejected(version, "load", f"cannot apply search parameters: {exc}") from exc
+        apply_search_parameters(version, index, manifest.search_parameters)
         seconds = time.perf_counter() - started
         log.info("version loaded", extra={"version": version, "vectors": index.ntotal, "readMode": mode,
                                           "seconds": round(seconds, 3), "searchParameters": manifest.search_parameters})
@@ -186,6 +181,44 @@ class VersionLoader:
                 version, "load",
                 f"index holds {index.ntotal} vectors, ids {ids.shape[0]}, manifest says {manifest.vectors}",
             )
+
+
+def apply_search_parameters(version: str, index: faiss.Index, search: dict[str, int]) -> None:
+    """Set the manifest's efSearch / nprobe on any index type and check they took effect.
+
+    ``faiss.ParameterSpace`` reaches through wrappers: an OPQ pre-transform to the HNSW
+    behind it (``OPQ+HNSW``), an IVF index's lists (``IVF``, ``IVFPQ``). Reading the values
+    back guards against a FAISS build that silently ignores a name: a version searched
+    with other parameters than it was validated with would not be the version validated.
+    """
+    space = faiss.ParameterSpace()
+    for name, value in search.items():
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as exc:
+            raise VersionRejected(
+                version, "load", f"cannot apply search parameter {name}={value} to {type(index).__name__}: {exc}"
+            ) from exc
+    applied = search_parameters_of(index)
+    wrong = {name: applied.get(name) for name, value in search.items() if name in _READABLE and applied.get(name) != value}
+    if wrong:
+        raise VersionRejected(version, "load", f"search parameters {search} not in effect, index has {wrong}")
+
+
+_READABLE = ("efSearch", "nprobe")
+
+
+def search_parameters_of(index: faiss.Index) -> dict[str, int]:
+    """efSearch / nprobe as the index will use them (through a pre-transform such as OPQ)."""
+    inner = faiss.downcast_index(index)
+    while isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    found: dict[str, int] = {}
+    if hasattr(inner, "hnsw"):
+        found["efSearch"] = int(inner.hnsw.efSearch)
+    if isinstance(inner, faiss.IndexIVF):
+        found["nprobe"] = int(inner.nprobe)
+    return found
 
 
 def _matches(path: Path, entry: FileEntry) -> bool:

@@ -6,11 +6,15 @@ import pytest
 
 from index_builder.params import (
     ResolvedParameters,
+    default_ivfpq_subquantizers,
     default_nlist,
     default_nprobe,
+    default_opq_subquantizers,
+    factory_string,
     min_vectors_to_train,
     resolve,
     train_sample_size,
+    training_rows,
 )
 from indexops_api.spec import IndexParameters, IndexType
 
@@ -71,3 +75,72 @@ def test_ivf_trains_on_at_most_256_points_per_list() -> None:
 def test_types_without_training_need_only_one_vector() -> None:
     assert min_vectors_to_train(IndexType.FLAT, resolve(IndexType.FLAT, IndexParameters(), 1)) == 1
     assert min_vectors_to_train(IndexType.HNSW, resolve(IndexType.HNSW, IndexParameters(), 1)) == 1
+
+
+# -- product-quantized types and factory strings ---------------------------------------------
+
+
+@pytest.mark.parametrize(("dimension", "nsq"), [(1, 1), (2, 1), (16, 8), (32, 16), (100, 50), (128, 64), (768, 64), (97, 1)])
+def test_ivfpq_subquantizers_default_to_the_largest_divisor_keeping_two_dims_each_and_at_most_64(dimension: int, nsq: int) -> None:
+    assert default_ivfpq_subquantizers(dimension) == nsq
+
+
+def test_ivfpq_defaults_take_nlist_and_nprobe_from_ivf_and_8_bit_codes() -> None:
+    resolved = resolve(IndexType.IVFPQ, IndexParameters(), 100_000, 64)
+    assert resolved.build == {"nlist": 1265, "nSubquantizers": 32, "mPq": 8}
+    assert resolved.search == {"nprobe": 70}
+
+
+@pytest.mark.parametrize(("dimension", "nsq"), [(64, 32), (32, 32), (16, 16), (48, 24), (40, 40), (96, 32), (30, 30), (60, 30)])
+def test_opq_hnsw_subquantizers_default_to_32_or_the_nearest_divisor(dimension: int, nsq: int) -> None:
+    assert default_opq_subquantizers(dimension) == nsq
+
+
+def test_opq_hnsw_defaults_are_the_migration_guide_values() -> None:
+    resolved = resolve(IndexType.OPQ_HNSW, IndexParameters(), 10_000, 64)
+    assert resolved.build == {"nSubquantizers": 32, "mPq": 8, "mHnsw": 16, "efConstruction": 200}
+    assert resolved.search == {"efSearch": 64}
+
+
+def test_user_pq_parameters_override_the_defaults() -> None:
+    resolved = resolve(IndexType.IVFPQ, IndexParameters(nlist=32, nprobe=4, n_subquantizers=4, m_pq=6), 5_000, 64)
+    assert resolved.build == {"nlist": 32, "nSubquantizers": 4, "mPq": 6} and resolved.search == {"nprobe": 4}
+
+
+@pytest.mark.parametrize(
+    ("index_type", "parameters", "factory"),
+    [
+        (IndexType.FLAT, IndexParameters(), "Flat"),
+        (IndexType.HNSW, IndexParameters(m=16), "HNSW16,Flat"),
+        (IndexType.IVF, IndexParameters(nlist=64), "IVF64,Flat"),
+        (IndexType.IVFPQ, IndexParameters(nlist=64), "IVF64,PQ16x8"),
+        (IndexType.OPQ_HNSW, IndexParameters(), "OPQ32_32,HNSW16_PQ32x8"),
+        (IndexType.OPQ_HNSW, IndexParameters(n_subquantizers=8, m_pq=4, m_hnsw=24), "OPQ8_32,HNSW24_PQ8x4"),
+    ],
+)
+def test_each_type_has_a_faiss_factory_string(index_type: IndexType, parameters: IndexParameters, factory: str) -> None:
+    assert factory_string(index_type, resolve(index_type, parameters, 10_000, 32), 32) == factory
+
+
+def test_pq_types_need_one_training_vector_per_centroid() -> None:
+    assert min_vectors_to_train(IndexType.IVFPQ, resolve(IndexType.IVFPQ, IndexParameters(nlist=16), 1000, 32)) == 256
+    assert min_vectors_to_train(IndexType.IVFPQ, resolve(IndexType.IVFPQ, IndexParameters(nlist=512), 1000, 32)) == 512
+    assert min_vectors_to_train(IndexType.IVFPQ, resolve(IndexType.IVFPQ, IndexParameters(m_pq=10), 9000, 32)) == 1024
+    # OPQ trains its rotation with an internal 8-bit PQ whatever mPq is
+    assert min_vectors_to_train(IndexType.OPQ_HNSW, resolve(IndexType.OPQ_HNSW, IndexParameters(m_pq=4), 1000, 32)) == 256
+
+
+def test_pq_training_samples_256_per_list_or_39_per_pq_centroid_capped_at_n() -> None:
+    assert training_rows(IndexType.IVFPQ, resolve(IndexType.IVFPQ, IndexParameters(nlist=100), 10**6, 32), 10**6) == 25_600
+    assert training_rows(IndexType.IVFPQ, resolve(IndexType.IVFPQ, IndexParameters(nlist=10), 10**6, 32), 10**6) == 9_984
+    assert training_rows(IndexType.OPQ_HNSW, resolve(IndexType.OPQ_HNSW, IndexParameters(), 3_000, 32), 3_000) == 3_000
+    assert training_rows(IndexType.HNSW, resolve(IndexType.HNSW, IndexParameters(), 3_000, 32), 3_000) == 0
+
+
+def test_without_the_dimension_pq_types_still_resolve_what_counting_needs() -> None:
+    resolved = resolve(IndexType.IVFPQ, IndexParameters(nlist=300), 1000)
+    assert "nSubquantizers" not in resolved.build and min_vectors_to_train(IndexType.IVFPQ, resolved) == 300
+
+
+def test_auto_resolves_to_nothing_until_the_budget_is_known() -> None:
+    assert resolve(IndexType.AUTO, IndexParameters(), 10_000, 32) == ResolvedParameters()
