@@ -96,7 +96,7 @@ def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, 
         ({"spec.indexType": "Annoy"}, 'spec.indexType: Unsupported value: "Annoy"'),
         ({"spec.dimension": 0}, "spec.dimension: Invalid value: 0"),
         ({"spec.horizon": "6 hours"}, "spec.horizon: Invalid value"),
-        ({"spec.parameters": {"nlist": 64}}, "nlist, nprobe do not apply to indexType HNSW"),
+        ({"spec.parameters": {"nlist": 64}}, "parameters nlist, nprobe, nSubquantizers, mPq, mHnsw do not apply to indexType HNSW"),
     ],
 )
 def test_an_invalid_spec_is_rejected_by_the_api_server_at_apply_time_with_a_readable_message(cluster, override, message):
