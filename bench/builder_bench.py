@@ -18,7 +18,7 @@ is reported as skipped with the builder's message, and no raw number is invented
 in its own virtualenv, because autofaiss pins ``numpy<2`` and the project is on numpy 2 /
 faiss-cpu 1.15; the venv is made with uv on first use (``AUTOFAISS_PINS``) and cached.
 
-Every build runs in its own process so peak RSS (``ru_maxrss`` from ``os.wait4``) is per
+Every build runs in its own process so peak RSS (its ``VmHWM``, polled from /proc) is per
 build; it includes the interpreter, faiss and the memory-mapped pages of the data.
 Numbers are for this machine and this run only. Nothing here asserts on timings.
 Data: ``bench/data.py`` (LSA embeddings of real text; see its docstring).
@@ -122,18 +122,37 @@ def worker_autofaiss(job: dict) -> dict:
 
 
 def run_measured(argv: list[str], env: dict | None = None) -> tuple[int, float, int, str]:
-    """(exit code, wall seconds, peak RSS bytes, stderr tail) of one child process."""
+    """(exit code, wall seconds, peak RSS bytes, stderr tail) of one child process.
+
+    Peak RSS is the child's own ``VmHWM`` (high-water mark of its post-exec address space),
+    polled from /proc until it exits. ``ru_maxrss`` from ``wait4``/``RUSAGE_CHILDREN`` is
+    useless here: Linux folds the forking parent's RSS into it, so every child would report
+    this (large) orchestrating process.
+    """
     with tempfile.TemporaryFile("w+") as stderr:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stderr=stderr, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage, unlike RUSAGE_CHILDREN's running max
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _vm_hwm(proc.pid))
+            time.sleep(0.1)
         seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         stderr.seek(0)
         err = stderr.read()
     if err.strip():
         sys.stderr.write(err[-4000:])
-    return proc.returncode, seconds, usage.ru_maxrss * 1024, err[-2000:]
+    return proc.returncode, seconds, peak, err[-2000:]
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def run_worker(kind: str, job: dict, work: Path, python: str = sys.executable) -> dict:
@@ -248,7 +267,7 @@ def builder_code() -> dict:
 
     path = Path(index_builder.__file__).resolve().parent
     git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
-    return {"path": str(path), "head": git("rev-parse", "HEAD"),
+    return {"path": str(path), "head": git("rev-parse", "HEAD"), "pythonpath": os.environ.get("PYTHONPATH"),
             "uncommitted_changes": git("status", "--porcelain", "--", "index_builder", "indexops_api").splitlines()}
 
 
@@ -289,6 +308,7 @@ def run(args) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     started = time.perf_counter()
+    code = builder_code()
     dataset = data.load(args.n, args.dim, args.queries, progress=say)
     declared = {t.value for t in IndexType}
     autofaiss_python, autofaiss_note = ensure_autofaiss(args.no_autofaiss)
@@ -348,7 +368,7 @@ def run(args) -> int:
                     "faiss": faiss.__version__, "numpy": np.__version__, "cpu": platform.processor() or platform.machine()},
         "data": dataset.provenance, "types": rows, "skipped": skipped, "autofaiss": autofaiss,
         "bench_seconds": round(time.perf_counter() - started, 1),
-        "builder_code": builder_code(),
+        "builder_code": code,
     }
     report.write(result, RESULTS)
     say(f"done in {result['bench_seconds']:.0f}s -> {RESULTS}/builder.{{json,md,png}}")

@@ -73,7 +73,7 @@ def markdown(result: dict) -> str:
         "  index contains, exact ground truth from `IndexFlatL2`, one single-query search per query, with the manifest's search",
         "  parameters. In parentheses: the recall the builder measured itself (on rows sampled from the source).",
         f"- Builder specs: default parameters, `validation.k=10`, `tuning.targetRecall={result['target_recall']}` (not on Flat),",
-        f"  `build.maxMemory={result['max_memory']}`. Peak RSS is `ru_maxrss` of each process (interpreter + faiss + touched",
+        f"  `build.maxMemory={result['max_memory']}`. Peak RSS is each process's own `VmHWM` (interpreter + faiss + touched",
         "  pages of the memory-mapped data + index).",
         f"- autofaiss: {result['autofaiss'].get('note', '')}; `build_index(max_index_memory_usage={result['max_memory'].replace('i', '')},",
         "  max_index_query_time_ms=10, min_nearest_neighbors_to_retrieve=10)`. autofaiss has no recall target: it picks the",
@@ -108,7 +108,8 @@ def _code(code: dict | None) -> str:
     if not code:
         return "unknown"
     dirty = f", {len(code['uncommitted_changes'])} uncommitted changes in the checkout" if code["uncommitted_changes"] else ""
-    return f"`{code['path']}` (checkout at {code['head'][:10]}{dirty})"
+    via = f", via PYTHONPATH={code['pythonpath']}" if code.get("pythonpath") else ""
+    return f"`{code['path']}`{via} (checkout at {code['head'][:10]}{dirty})"
 
 
 def plot(result: dict, path: Path) -> None:

@@ -17,6 +17,7 @@ from s3_harness import Buckets, build_request, clustered, put_npy, run_builder
 
 from indexops_api.manifest import Manifest
 from indexops_store.s3 import ArtifactStore, sha256_file
+from exact import brute_force_topk
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +34,7 @@ def _download(s3: Any, bucket: str, key: str, path: Path) -> Path:
     return path
 
 
-def _brute_force(data: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Exact top-k row numbers in float64 numpy, independent of FAISS."""
-    x, q = data.astype(np.float64), queries.astype(np.float64)
-    if metric == "L2":
-        scores = -((q[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
-    else:
-        if metric == "Cosine":
-            x = x / np.linalg.norm(x, axis=1, keepdims=True)
-            q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        scores = q @ x.T
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+_brute_force = brute_force_topk
 
 
 @pytest.mark.parametrize(

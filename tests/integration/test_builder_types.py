@@ -20,6 +20,7 @@ from s3_harness import Buckets, build_request, clustered, put_npy, run_builder
 from index_serving.loader import VersionLoader, search_parameters_of
 from indexops_api.manifest import Manifest
 from indexops_store.s3 import ArtifactStore, make_client
+from exact import brute_force_topk
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +45,7 @@ def _manifest(s3: Any, bucket: str, prefix: str) -> Manifest:
     return Manifest.model_validate(json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()))
 
 
-def _numpy_exact(data: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    x, q = data.astype(np.float64), queries.astype(np.float64)
-    if metric == "L2":
-        scores = -((q[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
-    else:
-        if metric == "Cosine":
-            x = x / np.linalg.norm(x, axis=1, keepdims=True)
-            q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        scores = q @ x.T
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+_numpy_exact = brute_force_topk
 
 
 def _independent_recall(s3: Any, bucket: str, prefix: str, manifest: Manifest, data: np.ndarray, tmp: Path) -> float:
