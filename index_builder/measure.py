@@ -3,7 +3,10 @@
 The builder only measures; the operator compares the numbers with the gates. Queries
 are rows sampled from the source with a seed derived from the build key (so a retried
 build measures the same queries), and their row numbers are published next to the
-index so anyone can reproduce the recall figure. Ground truth is computed with FAISS's
+index so anyone can reproduce the recall figure. Because every vector is indexed, each
+query row would find itself; recall is therefore leave-one-out: the query's own row is
+removed from both the exact and the approximate results (searched with k+1), so the
+figure is what an unseen query gets and tuning does not stop too early. Ground truth is computed with FAISS's
 exact ``IndexFlat`` over the data in batches (``faiss.contrib.knn_ground_truth``),
 never by holding a second copy of the whole matrix. The same held-out queries and
 ground truth serve tuning (``index_builder.tuning``) and the final measurement.
@@ -67,14 +70,34 @@ def latency_percentiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(p50), float(p95), float(p99)
 
 
+def drop_self(distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own row from its result and keep ``k`` columns (-1 padded)."""
+    out_d = np.full((labels.shape[0], k), np.nan, dtype=np.float32)
+    out_i = np.full((labels.shape[0], k), -1, dtype=np.int64)
+    for i, (dist, found, row) in enumerate(zip(distances, labels, rows)):
+        keep = found != row
+        kept_i, kept_d = found[keep][:k], dist[keep][:k]
+        out_i[i, : len(kept_i)] = kept_i
+        out_d[i, : len(kept_d)] = kept_d
+    return out_d, out_i
+
+
 def held_out(matrix: np.ndarray, *, metric: Metric, k: int, queries: int, seed: int) -> HeldOut:
-    """Sample query rows and compute their exact top-``k`` by batched brute force."""
+    """Sample query rows and compute their exact top-``k`` other rows by batched brute force."""
     n = matrix.shape[0]
-    k = min(k, n)
+    k = max(1, min(k, n - 1))
     rows = sample_rows(n, min(queries, n), seed)
     xq = prepare(matrix[rows], metric)
-    _, exact = knn_ground_truth(xq, batches(matrix, metric, batch_rows(matrix.shape[1])), k, faiss_metric(metric))
+    depth = min(k + 1, n)
+    dist, exact = knn_ground_truth(xq, batches(matrix, metric, batch_rows(matrix.shape[1])), depth, faiss_metric(metric))
+    _, exact = drop_self(dist, exact, rows, k)
     return HeldOut(rows, xq, exact, k)
+
+
+def search_others(index: faiss.Index, queries: HeldOut, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-``k`` of each query row, excluding the row itself."""
+    distances, labels = index.search(queries.vectors, min(k + 1, index.ntotal))
+    return drop_self(distances, labels, queries.rows, k)
 
 
 def single_query_seconds(index: faiss.Index, xq: np.ndarray, k: int, limit: int = LATENCY_QUERIES) -> list[float]:
@@ -105,7 +128,7 @@ def measure(index: faiss.Index, queries: HeldOut, *, metric: Metric, search: dic
     """Recall@k, latencies and functional checks with ``search`` parameters applied."""
     k = min(k, queries.k)
     apply_search_parameters(index, search)
-    distances, approx = index.search(queries.vectors, k)
+    distances, approx = search_others(index, queries, k)
     recall = recall_at_k(approx, queries.exact, k)
     p50, p95, p99 = latency_percentiles(single_query_seconds(index, queries.vectors, k))
     functional = [

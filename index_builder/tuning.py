@@ -74,7 +74,7 @@ def tune(index: faiss.Index, queries: HeldOut, *, target: float, k: int, search:
     for value in sweep_values(knob, k, nlist):
         setting = {**search, knob: value}
         apply_search_parameters(index, setting)
-        _, approx = index.search(queries.vectors, k)
+        _, approx = measure.search_others(index, queries, k)
         recall = measure.recall_at_k(approx, queries.exact, k)
         _, _, p99 = measure.latency_percentiles(measure.single_query_seconds(index, queries.vectors, k, LATENCY_QUERIES))
         points.append(TuningPoint(parameters={knob: value}, recall=recall, latency_p99_ms=p99))

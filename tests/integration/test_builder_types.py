@@ -20,7 +20,7 @@ from s3_harness import Buckets, build_request, clustered, put_npy, run_builder
 from index_serving.loader import VersionLoader, search_parameters_of
 from indexops_api.manifest import Manifest
 from indexops_store.s3 import ArtifactStore, make_client
-from exact import brute_force_topk
+from exact import leave_one_out_recall
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,6 @@ def _manifest(s3: Any, bucket: str, prefix: str) -> Manifest:
     return Manifest.model_validate(json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()))
 
 
-_numpy_exact = brute_force_topk
 
 
 def _independent_recall(s3: Any, bucket: str, prefix: str, manifest: Manifest, data: np.ndarray, tmp: Path) -> float:
@@ -60,9 +59,7 @@ def _independent_recall(s3: Any, bucket: str, prefix: str, manifest: Manifest, d
     if manifest.metric.value == "Cosine":
         faiss.normalize_L2(queries)
     k = manifest.measurements.k
-    _, approx = index.search(queries, k)
-    exact = _numpy_exact(data, data[rows], k, manifest.metric.value)
-    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx.tolist(), exact.tolist())]))
+    return leave_one_out_recall(index, queries, data, rows, k, manifest.metric.value)
 
 
 CASES: dict[str, tuple[dict[str, Any], str, str]] = {
