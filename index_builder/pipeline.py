@@ -63,7 +63,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
     with tempfile.TemporaryDirectory(prefix="faiss-build-", dir=workdir) as tmp:
         work = Path(tmp)
         with timer.stage("load"):
-            fetched = source.load(spec, env, work)
+            # Memory preflight as soon as the row count is known, before vector data is read.
+            fetched = source.load(spec, env, work, on_count=lambda count: preflight.plan(spec, count))
             matrix = fetched.vectors
             n = checks.check_shape(matrix.shape, matrix.dtype, name=fetched.uri, dimension=spec.dimension)
             plan = preflight.plan(spec, n)  # memory: fail before scanning values or training

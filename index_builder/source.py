@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,24 +94,35 @@ class LoadedSource:
     content_hash: str | None = None
 
 
-def load(spec: FaissIndexSpec, env: Mapping[str, str], workdir: Path) -> LoadedSource:
-    """Read the source into memory (or a memmap); raises a typed ``BuildFailure``."""
+def load(
+    spec: FaissIndexSpec, env: Mapping[str, str], workdir: Path, on_count: Callable[[int], None] | None = None
+) -> LoadedSource:
+    """Read the source into memory (or a memmap); raises a typed ``BuildFailure``.
+
+    ``on_count`` (the memory preflight) is called with the row count as soon as it is
+    known: from npy headers / Parquet footers / ``count(*)`` before vector data is read;
+    for a single downloaded npy, right after the download.
+    """
     if spec.source.postgres is not None:
-        rows = source_postgres.read(spec.source.postgres, env, dimension=spec.dimension)
+        rows = source_postgres.read(spec.source.postgres, env, dimension=spec.dimension, on_count=on_count)
         return LoadedSource(rows.vectors, rows.ids, rows.uri, ids_uri=rows.uri, watermark=rows.watermark,
                             content_hash=rows.content_hash)
     location = locate(spec, env)
     if location.bucket is None or (location.format == "npy" and not location.is_prefix):
         fetched = fetch(location, workdir)
         vectors = open_npy(fetched.vectors_path, name=fetched.uri)
+        if on_count is not None and vectors.ndim == 2:
+            on_count(int(vectors.shape[0]))
         ids = open_npy(fetched.ids_path, name=fetched.ids_uri or "") if fetched.ids_path else None
         return LoadedSource(vectors, ids, fetched.uri, ids_uri=fetched.ids_uri, etag=fetched.etag,
                             last_modified=fetched.last_modified, watermark=fetched.last_modified)
     assert spec.source.s3 is not None
-    return _load_streamed(spec.source.s3, location, spec.dimension)
+    return _load_streamed(spec.source.s3, location, spec.dimension, on_count)
 
 
-def _load_streamed(s3: S3Source, location: SourceLocation, dimension: int) -> LoadedSource:
+def _load_streamed(
+    s3: S3Source, location: SourceLocation, dimension: int, on_count: Callable[[int], None] | None = None
+) -> LoadedSource:
     """A prefix of objects, or Parquet: read through ranged GETs into one float32 matrix."""
     assert location.bucket is not None
     store = ArtifactStore(make_client(location.endpoint, location.region), location.bucket)
@@ -124,13 +135,15 @@ def _load_streamed(s3: S3Source, location: SourceLocation, dimension: int) -> Lo
                                               "bytes": sum(o.size for o in objects), "format": location.format})
     ids: np.ndarray | None = None
     if location.format == "npy":
-        vectors = source_s3.read_npy_objects(store.client, objects, dimension)
+        vectors = source_s3.read_npy_objects(store.client, objects, dimension, on_count)
     else:
         columns = source_parquet.Columns(vector=s3.vector_column, id=s3.id_column)
         counts = []
         for obj in objects:
             with source_s3.open_object(store.client, obj) as fh:
                 counts.append(source_parquet.row_count(fh, columns, name=obj.uri, dimension=dimension))
+        if on_count is not None:
+            on_count(sum(counts))
         vectors = np.empty((sum(counts), dimension), dtype=np.float32)
         ids = np.empty(sum(counts), dtype=np.int64) if s3.id_column else None
         start = 0

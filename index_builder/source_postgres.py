@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -102,7 +102,10 @@ def source_uri(pg: PostgresSource, host: str, port: str | int, dbname: str) -> s
     return f"postgres://{host}:{port}/{dbname}/{what}"
 
 
-def read(pg: PostgresSource, env: Mapping[str, str], *, dimension: int) -> PostgresRows:
+def read(
+    pg: PostgresSource, env: Mapping[str, str], *, dimension: int, on_count: Callable[[int], None] | None = None
+) -> PostgresRows:
+    """Stream the rows; ``on_count`` gets the row count (from ``count(*)``) before any vector is read."""
     dsn = env.get(ENV_POSTGRES_DSN, "").strip()
     if not dsn:
         raise CredentialsMissing(
@@ -119,12 +122,14 @@ def read(pg: PostgresSource, env: Mapping[str, str], *, dimension: int) -> Postg
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         try:
-            return _stream(conn, pg, uri, dimension)
+            return _stream(conn, pg, uri, dimension, on_count)
         except psycopg.Error as exc:
             raise _query_failure(exc, uri) from exc
 
 
-def _stream(conn: psycopg.Connection, pg: PostgresSource, uri: str, dimension: int) -> PostgresRows:
+def _stream(
+    conn: psycopg.Connection, pg: PostgresSource, uri: str, dimension: int, on_count: Callable[[int], None] | None
+) -> PostgresRows:
     started = time.monotonic()
     with conn.cursor() as cur:
         cur.execute(stats_query(pg))
@@ -134,6 +139,8 @@ def _stream(conn: psycopg.Connection, pg: PostgresSource, uri: str, dimension: i
     if total == 0:
         raise TooFewVectors(f"{uri}: the {'table' if pg.table else 'query'} returned 0 rows"
                             + (f" in the last {pg.window.last} of {pg.window.column}" if pg.window else ""))
+    if on_count is not None:
+        on_count(total)
     log.info("reading postgres source", extra={"uri": uri, "rows": total, "batchSize": pg.batch_size})
     vectors = np.empty((total, dimension), dtype=np.float32)
     ids = np.empty(total, dtype=np.int64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,9 +174,16 @@ def _npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
     return _NpyLayout(obj, rows, dtype, offset)
 
 
-def read_npy_objects(client: Any, objects: list[S3Object], dimension: int) -> np.ndarray:
-    """Concatenate (n_i, dimension) float ``.npy`` objects into one preallocated float32 matrix."""
+def read_npy_objects(
+    client: Any, objects: list[S3Object], dimension: int, on_count: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Concatenate (n_i, dimension) float ``.npy`` objects into one preallocated float32 matrix.
+
+    ``on_count`` gets the total row count from the headers before any data is read.
+    """
     layouts = [_npy_layout(client, o, dimension) for o in objects]
+    if on_count is not None:
+        on_count(sum(lay.rows for lay in layouts))
     out = np.empty((sum(lay.rows for lay in layouts), dimension), dtype=np.float32)
     start = 0
     for lay in layouts:

@@ -244,3 +244,19 @@ def test_the_builder_reads_one_snapshot_in_a_read_only_transaction(dsn: str, tab
         read(pg, {"FAISS_POSTGRES_DSN": dsn}, dimension=DIM)
     with psycopg.connect(dsn) as conn:
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+
+
+def test_the_memory_preflight_fails_from_the_row_count_before_any_vector_is_read(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, dsn: str, table: str,
+) -> None:
+    # Row 5 is NULL: reading the vectors would fail as InvalidVectors, so an
+    # InsufficientMemory failure proves the preflight ran on count(*) alone.
+    rows = [(i, _encode("float4[]", v)) for i, v in enumerate(clustered(150, DIM, seed=25))]
+    rows[5] = (5, None)
+    _create(dsn, table, "real[]", rows)
+    request = _request(buckets, s3_endpoint, table=table)
+    request["spec"]["build"] = {"maxMemory": "1Mi"}
+
+    result = run_builder(request, tmp_path)
+
+    _assert_failed(result, s3, buckets, "InsufficientMemory", "limit")

@@ -183,3 +183,4 @@ def test_a_truncated_npy_object_in_a_prefix_is_reported_as_truncated(
     assert result.exit_code == 1
     assert result.termination.startswith(f"SourceInvalid: s3://{buckets.source}/emb/6h/part-1.npy is truncated")
     _assert_nothing_published(s3, buckets)
+
