@@ -23,7 +23,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "faiss-operator"
 SAMPLE = ROOT / "config" / "samples" / "faissindex-hnsw-6h.yaml"
-SAMPLE_ENDPOINT = "http://127.0.0.1:9000"
 OPERATOR_NAMESPACE = "faiss-system"
 RELEASE = "faiss-operator"
 CREDENTIALS_SECRET = "faiss-s3-credentials"

@@ -45,6 +45,13 @@ def _create(dsn: str, table: str, vector_type: str, rows: list[tuple[Any, ...]],
         pg_execute(dsn, f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
 
 
+def _create_with_null_vector(dsn: str, table: str, null_id: int, seed: int) -> None:
+    """150 float4[] rows, the one with id ``null_id`` holding NULL instead of a vector."""
+    rows = [(i, _encode("float4[]", v)) for i, v in enumerate(clustered(150, DIM, seed=seed))]
+    rows[null_id] = (null_id, None)
+    _create(dsn, table, "real[]", rows)
+
+
 def _request(buckets: Buckets, endpoint: str, **postgres: Any) -> dict[str, Any]:
     source = {"postgres": {"dsnSecret": {"name": "pg"}, **postgres}}
     return build_request(buckets=buckets, endpoint=endpoint, **SMALL, source=source)
@@ -143,9 +150,7 @@ def test_a_time_window_keeps_only_recent_rows_and_records_the_newest_timestamp_a
 def test_a_null_vector_fails_as_invalid_vectors_naming_its_id(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, dsn: str, table: str,
 ) -> None:
-    rows = [(i, _encode("float4[]", v)) for i, v in enumerate(clustered(150, DIM, seed=24))]
-    rows[77] = (77, None)
-    _create(dsn, table, "real[]", rows)
+    _create_with_null_vector(dsn, table, null_id=77, seed=24)
 
     result = run_builder(_request(buckets, s3_endpoint, table=table), tmp_path)
 
@@ -251,9 +256,7 @@ def test_the_memory_preflight_fails_from_the_row_count_before_any_vector_is_read
 ) -> None:
     # Row 5 is NULL: reading the vectors would fail as InvalidVectors, so an
     # InsufficientMemory failure proves the preflight ran on count(*) alone.
-    rows = [(i, _encode("float4[]", v)) for i, v in enumerate(clustered(150, DIM, seed=25))]
-    rows[5] = (5, None)
-    _create(dsn, table, "real[]", rows)
+    _create_with_null_vector(dsn, table, null_id=5, seed=25)
     request = _request(buckets, s3_endpoint, table=table)
     request["spec"]["build"] = {"maxMemory": "1Mi"}
 
