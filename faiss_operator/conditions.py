@@ -6,11 +6,21 @@ from datetime import datetime, timezone
 
 from indexops_api.status import Condition, ConditionType, FaissIndexStatus, Reason
 
-_ORDER = [ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED]
+_ORDER = [ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED, ConditionType.STALLED]
 
 
 def timestamp(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """The inverse of ``timestamp`` (None stays None; unparsable counts as None)."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def set_condition(
@@ -43,6 +53,9 @@ def phase_of(status: FaissIndexStatus) -> str:
     ready = status.condition(ConditionType.READY)
     progressing = status.condition(ConditionType.PROGRESSING)
     degraded = status.condition(ConditionType.DEGRADED)
+    stalled = status.condition(ConditionType.STALLED)
+    if stalled is not None and stalled.status == "True":
+        return "Stalled"
     if progressing is not None and progressing.status == "True":
         return "RollingOut" if progressing.reason == Reason.ROLLING_OUT else "Building"
     if degraded is not None and degraded.status == "True":

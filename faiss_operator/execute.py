@@ -13,13 +13,13 @@ from typing import Any
 import kopf
 
 from indexops_api import constants as c
-from indexops_api.layout import pointer_key
+from indexops_api.layout import index_prefix, pointer_key
 from faiss_operator import metrics
+from faiss_operator.artifacts import store_for
 from faiss_operator.config import OperatorConfig
-from faiss_operator.kube import clients, is_conflict
+from faiss_operator.kube import clients, is_conflict, is_not_found
 from faiss_operator.model import Observation, Plan
 from faiss_operator.objects import build_deployment, build_job, build_service
-from faiss_operator.observe import store_for
 
 FIELD_MANAGER = "faiss-operator"
 log = logging.getLogger(__name__)
@@ -41,6 +41,12 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         except Exception as exc:
             if not is_conflict(exc):  # already exists: an earlier pass created it
                 raise
+    for name in plan.delete_jobs:
+        try:  # Background: the Job goes at once, its pods follow (a replaced build stops)
+            api.batch.delete_namespaced_job(name, obs.namespace, propagation_policy="Background")
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
     if plan.write_pointer is not None and spec is not None:
         key = pointer_key(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         store_for(spec).write_pointer(key, plan.write_pointer, etag=obs.pointer_etag)
@@ -51,6 +57,11 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         _apply(api.apps.patch_namespaced_deployment, dep["metadata"]["name"], obs.namespace, dep)
         svc = build_service(**args)
         _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
+    if plan.prune_versions and spec is not None:
+        store = store_for(spec)
+        prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
+        for version in plan.prune_versions:
+            store.delete_version(prefix, version)
     new_status = plan.status.model_dump(mode="json", by_alias=True)
     if new_status != obs.status.model_dump(mode="json", by_alias=True):
         api.custom.patch_namespaced_custom_object_status(

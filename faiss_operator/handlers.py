@@ -17,13 +17,15 @@ from typing import Any
 import kopf
 
 from indexops_api import constants as c
-from indexops_api.status import BuildResult
+from indexops_api.layout import index_prefix
+from indexops_api.status import BuildResult, EventReason
 from faiss_operator import metrics
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
 from faiss_operator.kube import clients, is_not_found
-from faiss_operator.observe import observe
+from faiss_operator.artifacts import store_for
+from faiss_operator.observe import observe, parse_spec
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
@@ -99,6 +101,28 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
         except asyncio.TimeoutError:
             pass
     _wakeups.pop((namespace, name), None)
+
+
+@kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL)
+def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, Any], logger: logging.Logger, **_: Any) -> None:
+    """The finalizer's work: apply ``storage.deletionPolicy``. Jobs and serving go by owner references."""
+    wake(namespace, name)  # stop the loop promptly
+    parsed, error = parse_spec(dict(spec))
+    if parsed is None:
+        logger.warning(f"invalid spec on deletion, artifacts retained: {error}")
+        return
+    prefix = index_prefix(parsed.storage.prefix, namespace, name, parsed.horizon)
+    where = f"s3://{parsed.storage.bucket}/{prefix}/"
+    if parsed.storage.deletion_policy != "Delete":
+        kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"deletionPolicy Retain: artifacts kept at {where}")
+        return
+    try:
+        deleted = store_for(parsed).delete_prefix(prefix)
+    except StorageError as exc:  # keep the finalizer and retry: Delete means delete
+        kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deleting {where} failed, retrying: {exc}")
+        raise kopf.TemporaryError(f"deleting {where}: {exc}", delay=15) from exc
+    kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deletionPolicy Delete: removed {deleted} object(s) under {where}")
+    logger.info(f"deleted {deleted} objects under {where}")
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from indexops_api.status import ConditionType, FaissIndexStatus
+from faiss_operator.conditions import parse_time
 
 _L = ("namespace", "name")
 BUILDS_STARTED = Counter("faiss_operator_builds_started_total", "Builder Jobs created", _L)
@@ -14,18 +17,40 @@ RECONCILE_ERRORS = Counter("faiss_operator_reconcile_errors_total", "Reconcile p
 READY = Gauge("faiss_operator_index_ready", "1 when the index is Ready", _L)
 RECALL = Gauge("faiss_operator_serving_recall", "Measured recall@k of the serving version", _L)
 CONSECUTIVE_FAILURES = Gauge("faiss_operator_consecutive_failures", "Consecutive failed builds", _L)
+BUILD_SECONDS = Histogram(
+    "faiss_operator_build_duration_seconds", "Wall time of finished builds (Job start to end)", _L + ("result",),
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+)
+LAST_SUCCESS = Gauge("faiss_operator_last_successful_build_timestamp_seconds", "Unix time of the last successful build", _L)
+STALLED = Gauge("faiss_operator_index_stalled", "1 when automatic builds stopped after repeated failures", _L)
+NEXT_BUILD = Gauge("faiss_operator_next_scheduled_build_timestamp_seconds", "Unix time of the next scheduled build (0: none)", _L)
 SERVING_VERSION = Gauge("faiss_operator_serving_version_info", "Serving version (value 1)", _L + ("version",))
 
 _serving_label: dict[tuple[str, str], str] = {}
 _RESULT_OF_EVENT = {"BuildSucceeded": "succeeded", "BuildFailed": "failed", "ValidationFailed": "validation_failed"}
 
 
+def _epoch(value: str | None) -> float | None:
+    moment = parse_time(value)
+    return moment.timestamp() if moment else None
+
+
 def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: list[str]) -> None:
+    last = status.last_build
     for reason in event_reasons:
         if reason in _RESULT_OF_EVENT:
-            BUILDS_FINISHED.labels(namespace, name, _RESULT_OF_EVENT[reason]).inc()
+            result = _RESULT_OF_EVENT[reason]
+            BUILDS_FINISHED.labels(namespace, name, result).inc()
+            start, end = (_epoch(last.start_time), _epoch(last.completion_time)) if last else (None, None)
+            if start is not None and end is not None and reason != "ValidationFailed":
+                BUILD_SECONDS.labels(namespace, name, result).observe(max(end - start, 0.0))
+            if result == "succeeded":
+                LAST_SUCCESS.labels(namespace, name).set(end or time.time())
     ready = status.condition(ConditionType.READY)
     READY.labels(namespace, name).set(1 if ready is not None and ready.status == "True" else 0)
+    stalled = status.condition(ConditionType.STALLED)
+    STALLED.labels(namespace, name).set(1 if stalled is not None and stalled.status == "True" else 0)
+    NEXT_BUILD.labels(namespace, name).set(_epoch(status.next_scheduled_build) or 0)
     CONSECUTIVE_FAILURES.labels(namespace, name).set(status.consecutive_failures)
     if status.recall is not None:
         RECALL.labels(namespace, name).set(status.recall)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from indexops_api.manifest import Manifest
+from indexops_api.manifest import Manifest, SourceFingerprint
 from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import EventReason, FaissIndexStatus
@@ -25,6 +25,8 @@ class JobObservation:
     start_time: str | None = None
     completion_time: str | None = None
     message: str = ""
+    number: int | None = None
+    trigger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,23 @@ class ServingObservation:
     exists: bool
     desired_replicas: int = 0
     ready_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version directory found in storage; ``complete`` when its manifest is there."""
+
+    complete: bool
+    files: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SyncObservation:
+    """The serving version's recorded source fingerprint next to a fresh probe of the source."""
+
+    recorded: SourceFingerprint | None = None
+    probed: SourceFingerprint | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,13 +63,22 @@ class Observation:
     spec: FaissIndexSpec | None
     spec_error: str | None
     status: FaissIndexStatus
-    job: JobObservation | None = None
+    jobs: tuple[JobObservation, ...] = ()
+    created: datetime | None = None
+    rebuild_request: str | None = None
     manifest: Manifest | None = None
     manifest_error: str | None = None
     pointer: ServingPointer | None = None
     pointer_etag: str | None = None
     storage_error: str | None = None
     serving: ServingObservation | None = None
+    versions: dict[str, StoredVersion] | None = None  # None: not listed (storage error)
+    sync: SyncObservation | None = None  # set when a drift check ran on this pass
+    pinned_manifest: Manifest | None = None
+    pinned_error: str | None = None
+
+    def job_named(self, name: str | None) -> JobObservation | None:
+        return next((j for j in self.jobs if j.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,8 @@ class JobToCreate:
     name: str
     version: str
     build_key: str
+    number: int
+    trigger: str
 
 
 @dataclass(frozen=True)
@@ -73,4 +103,6 @@ class Plan:
     create_job: JobToCreate | None = None
     write_pointer: ServingPointer | None = None
     ensure_serving: bool = False
+    delete_jobs: list[str] = field(default_factory=list)
+    prune_versions: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

@@ -91,7 +91,12 @@ def build_job(
         ref = spec.source.postgres.dsn_secret
         env.append({"name": c.ENV_POSTGRES_DSN, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     pod_labels = {**labels(index, "builder"), c.LABEL_BUILD_KEY: job.build_key[:16]}
-    annotations = {c.ANNOTATION_VERSION: job.version, c.ANNOTATION_BUILD_KEY: job.build_key}
+    annotations = {
+        c.ANNOTATION_VERSION: job.version,
+        c.ANNOTATION_BUILD_KEY: job.build_key,
+        c.ANNOTATION_BUILD_NUMBER: str(job.number),
+        c.ANNOTATION_TRIGGER: job.trigger,
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -12,12 +12,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from indexops_api import constants as c
-from indexops_api.layout import build_key, job_name, manifest_key, pointer_key, serving_name
+from indexops_api.layout import serving_name
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, FaissIndexStatus
-from indexops_store import ArtifactStore, StorageError, make_client
+from indexops_api.status import FaissIndexStatus
+from indexops_store import StorageError
+from faiss_operator.artifacts import Artifacts, store_for
+from faiss_operator.conditions import parse_time
 from faiss_operator.kube import clients, is_not_found
 from faiss_operator.model import JobObservation, Observation, ServingObservation
+from faiss_operator.sync import probe_sync, sync_due
 
 
 def _spec_error(exc: ValidationError) -> str:
@@ -59,36 +62,41 @@ def _termination_message(namespace: str, job: str) -> str:
     return ""
 
 
-def observe_job(namespace: str, name: str) -> JobObservation | None:
-    try:
-        job = clients().batch.read_namespaced_job(name, namespace)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+def _job_observation(job: Any, namespace: str, want_message: bool) -> JobObservation:
     annotations = job.metadata.annotations or {}
-    conditions = {cond.type: cond for cond in (job.status.conditions or []) if cond.status == "True"}
+    conditions = {cond.type: cond for cond in ((job.status.conditions if job.status else None) or []) if cond.status == "True"}
+    name = job.metadata.name
     if "Complete" in conditions:
         state, message = "Succeeded", ""
     elif "Failed" in conditions:
         state = "Failed"
         reason = conditions["Failed"].reason or "Failed"
-        message = _termination_message(namespace, name)
+        message = _termination_message(namespace, name) if want_message else ""
         if reason == "DeadlineExceeded":
             message = f"build exceeded activeDeadlineSeconds ({job.spec.active_deadline_seconds}s)" + (f": {message}" if message else "")
         elif not message:
             message = f"{reason}: {conditions['Failed'].message or ''}".strip()
     else:
         state, message = "Running", ""
+    number = annotations.get(c.ANNOTATION_BUILD_NUMBER, "")
     return JobObservation(
         name=name,
         version=annotations.get(c.ANNOTATION_VERSION, ""),
         build_key=annotations.get(c.ANNOTATION_BUILD_KEY, ""),
         state=state,
-        start_time=_iso(job.status.start_time),
-        completion_time=_iso(job.status.completion_time),
+        start_time=_iso(job.status.start_time if job.status else None),
+        completion_time=_iso(job.status.completion_time if job.status else None),
         message=message,
+        number=int(number) if number.isdigit() else None,
+        trigger=annotations.get(c.ANNOTATION_TRIGGER),
     )
+
+
+def observe_jobs(namespace: str, index: str, tracked: str | None) -> tuple[JobObservation, ...]:
+    """Every builder Job of the index (by label); the failure message only for the tracked one."""
+    selector = f"{c.LABEL_INDEX}={index},{c.LABEL_COMPONENT}=builder"
+    jobs = clients().batch.list_namespaced_job(namespace, label_selector=selector).items
+    return tuple(_job_observation(j, namespace, want_message=j.metadata.name == tracked) for j in jobs)
 
 
 def observe_serving(namespace: str, index: str) -> ServingObservation:
@@ -105,10 +113,6 @@ def observe_serving(namespace: str, index: str) -> ServingObservation:
     )
 
 
-def store_for(spec: FaissIndexSpec) -> ArtifactStore:
-    return ArtifactStore(make_client(spec.storage.endpoint, spec.storage.region), spec.storage.bucket)
-
-
 def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -119,33 +123,22 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     if spec is None:
         return Observation(spec=None, spec_error=spec_error, **base)
 
-    key = build_key(spec)
-    job = observe_job(namespace, job_name(name, key))
+    last = status.last_build
+    jobs = observe_jobs(namespace, name, last.job if last else None)
     serving = observe_serving(namespace, name) if spec.serving.enabled else None
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {
+        "created": parse_time(_iso(meta.get("creationTimestamp"))),
+        "rebuild_request": (meta.get("annotations") or {}).get(c.ANNOTATION_REBUILD) or None,
+    }
     store = store_for(spec)
-    prefix = spec.storage.prefix
+    at = Artifacts(store, spec, namespace, name)
     try:
-        fields["pointer"], fields["pointer_etag"] = store.read_pointer(pointer_key(prefix, namespace, name, spec.horizon))
-        version = _version_to_gate(status, job, key)
-        if version is not None:
-            try:
-                fields["manifest"] = store.read_manifest(manifest_key(prefix, namespace, name, spec.horizon, version))
-            except StorageError as exc:
-                if not exc.not_found and "not a valid manifest" not in str(exc):
-                    raise
-                fields["manifest_error"] = str(exc)
+        fields["pointer"], fields["pointer_etag"] = store.read_pointer(at.pointer)
+        fields["versions"] = at.versions()
+        fields.update(at.manifest_to_gate(status, jobs))
+        fields.update(at.pin_target(status))
+        if sync_due(spec, status, now):
+            fields["sync"] = probe_sync(at, status, namespace, now)
     except StorageError as exc:
         fields["storage_error"] = str(exc)
-    return Observation(spec=spec, spec_error=None, job=job, serving=serving, **base, **fields)
-
-
-def _version_to_gate(status: FaissIndexStatus, job: JobObservation | None, key: str) -> str | None:
-    """The version whose manifest decide() needs: a just-finished or a rejected build."""
-    last = status.last_build
-    if job is not None and job.state == "Succeeded" and job.build_key == key:
-        if last is None or last.build_key != key or last.result in (BuildResult.RUNNING, BuildResult.VALIDATION_FAILED):
-            return job.version
-    if last is not None and last.build_key == key and last.result == BuildResult.VALIDATION_FAILED:
-        return last.version
-    return None
+    return Observation(spec=spec, spec_error=None, jobs=jobs, serving=serving, **base, **fields)

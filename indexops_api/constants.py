@@ -19,6 +19,8 @@ LABEL_BUILD_KEY = f"{GROUP}/build-key"
 ANNOTATION_VERSION = f"{GROUP}/version"
 ANNOTATION_BUILD_KEY = f"{GROUP}/build-key"
 ANNOTATION_REBUILD = f"{GROUP}/rebuild-requested-at"
+ANNOTATION_BUILD_NUMBER = f"{GROUP}/build-number"
+ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 
 # Environment variables the operator sets on builder and serving pods.
 ENV_BUILD_REQUEST = "FAISS_BUILD_REQUEST"

@@ -51,8 +51,13 @@ def _truncate(base: str, suffix: str) -> str:
     return f"{base[: MAX_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
-def job_name(index: str, key: str) -> str:
-    return _truncate(index, f"build-{key[:10]}")
+def job_name(index: str, key: str, number: int = 1) -> str:
+    """``<index>-build-<key8>-<n>``: the n-th build of the index, of spec digest ``key``.
+
+    Deterministic from (index, key, n): an operator that crashed after creating the Job
+    derives the same name on restart and adopts the Job instead of starting another.
+    """
+    return _truncate(index, f"build-{key[:8]}-{number}")
 
 
 def serving_name(index: str) -> str:

@@ -12,15 +12,36 @@ import re
 from enum import Enum
 from typing import Annotated, Literal
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from indexops_api.base import ApiModel
+from indexops_api.spec_ops import (
+    BUCKET_PATTERN,
+    DNS_LABEL,
+    DURATION_PATTERN,
+    QUANTITY_PATTERN,
+    Build,
+    ConcurrencyPolicy,
+    DriftPolicy,
+    Resources,
+    Rollout,
+    SecretRef,
+    Serving,
+    Storage,
+    Sync,
+)
+
+__all__ = [  # re-exported: the spec's parts live in spec_ops to keep modules small
+    "Build", "ConcurrencyPolicy", "DriftPolicy", "QUANTITY_PATTERN", "Resources", "Rollout", "SecretRef", "Serving",
+    "Storage", "Sync",
+]
 
 HORIZON_PATTERN = r"^[1-9][0-9]*(m|h|d)$"
 # Five cron fields or a macro; the operator double-checks with a real cron parser.
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 
 
 class Metric(str, Enum):
@@ -38,8 +59,6 @@ class IndexType(str, Enum):
     AUTO = "Auto"
 
 
-DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
@@ -229,68 +248,6 @@ class Tuning(ApiModel):
     k: Annotated[int | None, Field(default=None, ge=1, le=1000, description="k for the target; validation.k when unset.")] = None
 
 
-class Rollout(ApiModel):
-    percent: Annotated[
-        int,
-        Field(ge=0, le=100, description="Share of queries sent to the newest validated version; 100 promotes at once."),
-    ] = 100
-
-
-class SecretRef(ApiModel):
-    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=253, description="Secret in the FaissIndex's namespace.")]
-
-
-class Storage(ApiModel):
-    """Where versions and the serving pointer are written."""
-
-    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN, description="Artifact bucket.")]
-    prefix: Annotated[
-        str,
-        Field(pattern=r"^[A-Za-z0-9._\-/]*$", max_length=512, description="Key prefix under the bucket."),
-    ] = "faiss-indexes"
-    endpoint: Annotated[
-        str | None,
-        Field(default=None, pattern=r"^https?://", description="S3-compatible endpoint URL; AWS when unset."),
-    ] = None
-    region: Annotated[str | None, Field(default=None, description="S3 region.")] = None
-    credentials_secret: Annotated[
-        SecretRef | None,
-        Field(
-            default=None,
-            description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ambient credentials when unset.",
-        ),
-    ] = None
-    deletion_policy: Annotated[
-        Literal["Retain", "Delete"], Field(description="What happens to artifacts when the FaissIndex is deleted.")
-    ] = "Retain"
-
-
-class Resources(ApiModel):
-    """A plain container resources block (requests/limits of cpu and memory)."""
-
-    requests: dict[str, str] | None = None
-    limits: dict[str, str] | None = None
-
-
-class Build(ApiModel):
-    image: Annotated[str | None, Field(default=None, description="Builder image; the operator's default when unset.")] = None
-    resources: Resources | None = None
-    active_deadline_seconds: Annotated[int, Field(ge=30, le=604800, description="Build timeout.")] = 3600
-    backoff_limit: Annotated[int, Field(ge=0, le=10, description="Pod retries inside one build Job.")] = 0
-    max_memory: Annotated[
-        str | None,
-        Field(default=None, pattern=QUANTITY_PATTERN, description="Memory budget of the build (Auto and preflight); resources.limits.memory when unset."),
-    ] = None
-
-
-class Serving(ApiModel):
-    enabled: Annotated[bool, Field(description="Whether the operator runs a serving Deployment + Service.")] = True
-    replicas: Annotated[int, Field(ge=0, le=100)] = 1
-    port: Annotated[int, Field(ge=1024, le=65535)] = 8080
-    image: Annotated[str | None, Field(default=None, description="Serving image; the operator's default when unset.")] = None
-    resources: Resources | None = None
-
-
 class FaissIndexSpec(ApiModel):
     """Desired state of one FAISS index for one horizon."""
 
@@ -318,16 +275,42 @@ class FaissIndexSpec(ApiModel):
     rollout: Rollout = Rollout()
     schedule: Annotated[
         str | None,
-        Field(default=None, pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rebuilds."),
+        Field(default=None, pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rebuilds (CronJob syntax)."),
     ] = None
+    time_zone: Annotated[
+        str | None,
+        Field(default=None, max_length=64, description="IANA time zone of the schedule, e.g. Europe/Berlin; UTC when unset."),
+    ] = None
+    suspend: Annotated[
+        bool, Field(description="Stop scheduled and drift-triggered builds; spec changes and manual rebuilds still build.")
+    ] = False
+    starting_deadline_seconds: Annotated[
+        int | None,
+        Field(default=None, ge=1, description="A scheduled run that cannot start within this many seconds is skipped."),
+    ] = None
+    concurrency_policy: Annotated[
+        ConcurrencyPolicy,
+        Field(description="A scheduled run while a build runs: Forbid waits for it, Replace stops it and starts anew."),
+    ] = ConcurrencyPolicy.FORBID
+    sync: Annotated[Sync | None, Field(default=None, description="Drift check against the source of truth.")] = None
     build: Build = Build()
     serving: Serving = Serving()
 
     @field_validator("schedule")
     @classmethod
     def _cron_parses(cls, value: str | None) -> str | None:
-        if value is not None and not _looks_like_cron(value):
+        if value is not None and not (_looks_like_cron(value) and croniter.is_valid(value)):
             raise ValueError(f"schedule {value!r} is not a 5-field cron expression or @macro")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone_exists(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"timeZone {value!r} is not a known IANA time zone") from None
         return value
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ class ConditionType(str, Enum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    STALLED = "Stalled"
 
 
 class Reason(str, Enum):
@@ -36,6 +37,14 @@ class Reason(str, Enum):
     MANIFEST_INVALID = "ManifestInvalid"
     INVALID_SPEC = "InvalidSpec"
     STORAGE_ERROR = "StorageError"
+    WAITING_FOR_RETRY = "WaitingForRetry"
+    TOO_MANY_FAILURES = "TooManyFailures"
+    SOURCE_DRIFT = "SourceDrift"
+    SYNC_FAILED = "SyncFailed"
+    ARTIFACTS_MISSING = "ArtifactsMissing"
+    PINNED = "Pinned"
+    PINNED_VERSION_MISSING = "PinnedVersionMissing"
+    SUSPENDED = "Suspended"
 
 
 class EventReason(str, Enum):
@@ -47,6 +56,33 @@ class EventReason(str, Enum):
     PROMOTED = "Promoted"
     INVALID_SPEC = "InvalidSpec"
     STORAGE_ERROR = "StorageError"
+    BUILD_SCHEDULED = "BuildScheduled"
+    SCHEDULE_MISSED = "ScheduleMissed"
+    REBUILD_REQUESTED = "RebuildRequested"
+    BUILD_REPLACED = "BuildReplaced"
+    RETRY_SCHEDULED = "RetryScheduled"
+    STALLED = "Stalled"
+    RECOVERED = "Recovered"
+    SOURCE_DRIFT = "SourceDrift"
+    SYNC_FAILED = "SyncFailed"
+    ARTIFACTS_MISSING = "ArtifactsMissing"
+    VERSIONS_PRUNED = "VersionsPruned"
+    PINNED = "Pinned"
+    UNPINNED = "Unpinned"
+    PINNED_VERSION_MISSING = "PinnedVersionMissing"
+    ARTIFACTS_DELETED = "ArtifactsDeleted"
+    ARTIFACTS_RETAINED = "ArtifactsRetained"
+
+
+class Trigger(str, Enum):
+    """Why a build was started."""
+
+    SPEC = "Spec"
+    SCHEDULE = "Schedule"
+    MANUAL = "Manual"
+    DRIFT = "Drift"
+    ARTIFACTS_MISSING = "ArtifactsMissing"
+    RETRY = "Retry"
 
 
 class Condition(ApiModel):
@@ -70,6 +106,8 @@ class LastBuild(ApiModel):
     version: str
     build_key: str
     result: BuildResult
+    number: int | None = None
+    trigger: Trigger | None = None
     reason: str | None = None
     message: str | None = None
     start_time: str | None = None
@@ -94,7 +132,17 @@ class FaissIndexStatus(ApiModel):
     size_bytes: int | None = None
     serving_since: str | None = None
     last_build: LastBuild | None = None
+    history: list[LastBuild] = []  # finished builds, newest first, bounded
+    build_count: int = 0  # builds started; numbers Job names so a restart re-derives the same one
     consecutive_failures: int = 0
+    next_retry_time: str | None = None
+    last_schedule_time: str | None = None
+    next_scheduled_build: str | None = None
+    last_handled_rebuild: str | None = None  # value of the rebuild-requested-at annotation
+    last_sync_time: str | None = None
+    drift: str | None = None  # what the last sync found different, None when in sync
+    pinned_version: str | None = None
+    stored_versions: int | None = None
 
     def condition(self, ctype: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == ctype), None)

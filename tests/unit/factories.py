@@ -48,18 +48,28 @@ def manifest(version: str, key: str, recall: float = 0.97, vectors: int = 1000) 
     )
 
 
-def running(s: FaissIndexSpec, at: datetime = NOW) -> LastBuild:
+def running(s: FaissIndexSpec, at: datetime = NOW, number: int = 1) -> LastBuild:
     key = build_key(s)
-    return LastBuild(job=job_name("idx", key), version=version_id(at, key), build_key=key, result=BuildResult.RUNNING, start_time="t")
+    return LastBuild(job=job_name("idx", key, number), version=version_id(at, key), build_key=key,
+                     result=BuildResult.RUNNING, number=number, start_time="2026-11-21T11:59:00Z")
 
 
-def job(s: FaissIndexSpec, state: str, message: str = "", at: datetime = NOW) -> JobObservation:
+def job(s: FaissIndexSpec, state: str, message: str = "", at: datetime = NOW, number: int = 1) -> JobObservation:
     key = build_key(s)
-    return JobObservation(name=job_name("idx", key), version=version_id(at, key), build_key=key, state=state, message=message)
+    return JobObservation(name=job_name("idx", key, number), version=version_id(at, key), build_key=key, state=state,
+                          message=message, number=number, completion_time=None if state == "Running" else "2026-11-21T12:00:00Z")
+
+
+def status_running(s: FaissIndexSpec, **fields: Any) -> FaissIndexStatus:
+    """Status while build number 1 of ``s`` runs (what the operator wrote when it created the Job)."""
+    return FaissIndexStatus(last_build=running(s), build_count=1, observed_generation=3, **fields)
 
 
 def observation(s: FaissIndexSpec | None, status: FaissIndexStatus | None = None, **fields: Any) -> Observation:
     fields.setdefault("serving", ServingObservation(exists=True, desired_replicas=1, ready_replicas=1))
+    if "job" in fields:
+        one = fields.pop("job")
+        fields["jobs"] = (one,) if one is not None else ()
     return Observation(
         name="idx", namespace="ns", uid="uid-1", generation=3, now=NOW,
         spec=s, spec_error=None if s is not None else fields.pop("spec_error", "bad"),

@@ -81,9 +81,9 @@ def test_a_build_below_min_recall_is_rejected_and_the_old_version_keeps_serving(
     j = job(s, "Succeeded")
     status = FaissIndexStatus(last_build=running(s), current_version="v-old", last_good_version="v-old")
     plan = decide(observation(s, status, job=j, manifest=manifest(j.version, j.build_key, recall=0.42), pointer=pointer("v-old")))
-    assert reasons(plan) == [EventReason.BUILD_SUCCEEDED, EventReason.VALIDATION_FAILED]
-    assert "recall@10 0.4200 < minRecall 0.9000" in plan.events[-1].message
-    assert "v-old keeps serving" in plan.events[-1].message
+    assert reasons(plan) == [EventReason.BUILD_SUCCEEDED, EventReason.VALIDATION_FAILED, EventReason.RETRY_SCHEDULED]
+    assert "recall@10 0.4200 < minRecall 0.9000" in plan.events[1].message
+    assert "v-old keeps serving" in plan.events[1].message
     assert plan.status.current_version == "v-old"
     assert plan.write_pointer is None
     degraded = cond(plan, ConditionType.DEGRADED)
@@ -116,7 +116,7 @@ def test_lowering_min_recall_promotes_the_rejected_build_without_rebuilding():
 def test_a_failed_job_reports_its_termination_message_and_counts_the_failure():
     s = spec()
     plan = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Failed", "InvalidVectors: 3 rows contain NaN")))
-    assert reasons(plan) == [EventReason.BUILD_FAILED]
+    assert reasons(plan) == [EventReason.BUILD_FAILED, EventReason.RETRY_SCHEDULED]
     assert "InvalidVectors: 3 rows contain NaN" in plan.events[0].message
     assert plan.status.consecutive_failures == 1
     degraded = cond(plan, ConditionType.DEGRADED)
@@ -128,7 +128,7 @@ def test_a_failed_job_reports_its_termination_message_and_counts_the_failure():
 def test_a_succeeded_job_without_a_manifest_is_a_failed_build():
     s = spec()
     plan = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Succeeded"), manifest_error="s3://idx/m.json does not exist"))
-    assert reasons(plan) == [EventReason.BUILD_FAILED]
+    assert reasons(plan) == [EventReason.BUILD_FAILED, EventReason.RETRY_SCHEDULED]
     assert cond(plan, ConditionType.DEGRADED).reason == Reason.MANIFEST_INVALID
 
 

@@ -18,7 +18,7 @@ CONFIG = OperatorConfig(image="example/faiss:1")
 def _job():
     s = spec(**{"storage.credentialsSecret": {"name": "creds"}})
     key = build_key(s)
-    return s, build_job(index="idx", namespace="ns", uid="u1", spec=s, job=JobToCreate(job_name("idx", key), version_id(NOW, key), key), config=CONFIG)
+    return s, build_job(index="idx", namespace="ns", uid="u1", spec=s, job=JobToCreate(job_name("idx", key), version_id(NOW, key), key, 1, "Spec"), config=CONFIG)
 
 
 def test_the_builder_job_is_owned_by_its_index_and_carries_the_build_request():
@@ -59,7 +59,7 @@ def test_the_serving_service_selects_exactly_the_serving_pods():
 def test_a_postgres_source_passes_the_dsn_to_the_builder_from_its_secret_only():
     s = spec(**{"source": {"postgres": {"dsnSecret": {"name": "pg", "key": "url"}, "table": "embeddings"}}})
     key = build_key(s)
-    job = build_job(index="idx", namespace="ns", uid="u1", spec=s, job=JobToCreate(job_name("idx", key), version_id(NOW, key), key), config=CONFIG)
+    job = build_job(index="idx", namespace="ns", uid="u1", spec=s, job=JobToCreate(job_name("idx", key), version_id(NOW, key), key, 1, "Spec"), config=CONFIG)
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FAISS_POSTGRES_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "pg", "key": "url"}}
     request = json.loads(env["FAISS_BUILD_REQUEST"]["value"])

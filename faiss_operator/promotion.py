@@ -1,0 +1,143 @@
+"""Which version serves: gating a finished build, canary share, pinning, the pointer. Pure."""
+
+from __future__ import annotations
+
+from indexops_api.manifest import Manifest
+from indexops_api.pointer import ServingPointer
+from indexops_api.spec import FaissIndexSpec
+from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Reason
+from faiss_operator.conditions import timestamp
+from faiss_operator.gates import gate_failures
+from faiss_operator.model import Event, Observation
+
+
+def serving_fields(obs: Observation, m: Manifest) -> dict:
+    """Status fields describing ``m`` as the version serving 100%."""
+    return {
+        "current_version": m.version,
+        "candidate_version": None,
+        "recall": round(m.measurements.recall_at_k, 6),
+        "p99_latency_ms": round(m.measurements.latency_p99_ms, 3),
+        "vectors": m.vectors,
+        "size_bytes": m.size_bytes,
+        "serving_since": timestamp(obs.now),
+        "drift": None,  # a fresh version was just built from the source
+    }
+
+
+def current_missing(obs: Observation, status: FaissIndexStatus) -> bool:
+    if obs.versions is None or status.current_version is None:
+        return False
+    stored = obs.versions.get(status.current_version)
+    return stored is None or not stored.complete
+
+
+def promote(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
+    """Gate the last finished build (again after a gate change); make it current or candidate."""
+    last = status.last_build
+    if last is None or last.result not in (BuildResult.SUCCEEDED, BuildResult.VALIDATION_FAILED) or obs.manifest is None:
+        return status, []
+    if obs.manifest.version != last.version or last.version in (status.current_version, status.candidate_version):
+        return status, []
+    failures = gate_failures(obs.manifest, spec, last.version, serving_vectors=status.vectors)
+    if failures:
+        message = "; ".join(failures)
+        if last.result == BuildResult.VALIDATION_FAILED and last.message == message:
+            return status, []
+        rejected = last.model_copy(
+            update={"result": BuildResult.VALIDATION_FAILED, "reason": Reason.VALIDATION_FAILED.value, "message": message}
+        )
+        kept = f"; {status.current_version} keeps serving" if status.current_version else ""
+        updates: dict = {"last_build": rejected}
+        if last.result == BuildResult.SUCCEEDED:  # counted once, when the build's verdict flips to rejected
+            updates["consecutive_failures"] = status.consecutive_failures + 1
+        event = Event("Warning", EventReason.VALIDATION_FAILED, f"version {last.version} rejected: {message}{kept}")
+        return status.model_copy(update=updates), [event]
+    passed = last.model_copy(update={"result": BuildResult.SUCCEEDED, "reason": None, "message": None})
+    base = {"last_build": passed, "consecutive_failures": 0, "next_retry_time": None}
+    if spec.rollout.pinned_version:
+        return status.model_copy(update=base), []  # held: the pin decides what serves
+    m = obs.manifest
+    if spec.rollout.percent >= 100 or status.current_version is None or current_missing(obs, status):
+        fields = {**base, **serving_fields(obs, m), "last_good_version": m.version}
+        message = f"version {m.version} now serves 100% (recall {m.measurements.recall_at_k:.4f})"
+        return status.model_copy(update=fields), [Event("Normal", EventReason.PROMOTED, message)]
+    fields = {**base, "candidate_version": m.version}
+    event = Event("Normal", EventReason.CANARY_STARTED, f"version {m.version} receives {spec.rollout.percent}% of queries")
+    return status.model_copy(update=fields), [event]
+
+
+def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
+    """``rollout.pinnedVersion`` serves exactly that version; unpinning restores the last good one."""
+    pin = spec.rollout.pinned_version
+    if pin is None:
+        if status.pinned_version is None:
+            return status, []
+        restore = obs.pinned_manifest
+        fields: dict = {"pinned_version": None}
+        if restore is not None and restore.version == status.last_good_version:
+            fields.update(serving_fields(obs, restore))
+        message = f"unpinned from {status.pinned_version}; normal promotion resumes with {status.last_good_version}"
+        return status.model_copy(update=fields), [Event("Normal", EventReason.UNPINNED, message)]
+    if status.current_version == pin and status.pinned_version == pin and status.candidate_version is None:
+        return status, []
+    if pin_problem(obs, spec, status) is not None:
+        return status, []  # what serves stays; the Degraded condition says why
+    m = obs.pinned_manifest
+    assert m is not None
+    fields = {**serving_fields(obs, m), "pinned_version": pin, "drift": status.drift}
+    return status.model_copy(update=fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
+
+
+def pin_problem(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> str | None:
+    """Why the pinned version cannot serve, or None."""
+    pin = spec.rollout.pinned_version
+    if pin is None or (status.current_version == pin and status.pinned_version == pin):
+        return None
+    m = obs.pinned_manifest
+    if m is None or m.version != pin:
+        return f"pinned version {pin} cannot serve: {obs.pinned_error or 'its manifest was not found'}"
+    if m.dimension != spec.dimension:
+        return f"pinned version {pin} cannot serve: dimension {m.dimension} != spec.dimension {spec.dimension}"
+    return None
+
+
+def with_rollout(status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:
+    """A candidate whose rollout percent reached 100 becomes current."""
+    if status.candidate_version is None:
+        return status.model_copy(update={"rollout_percent": 100 if status.current_version else None})
+    if spec.rollout.percent < 100:
+        return status.model_copy(update={"rollout_percent": spec.rollout.percent})
+    events.append(Event("Normal", EventReason.PROMOTED, f"candidate {status.candidate_version} promoted to 100%"))
+    return status.model_copy(
+        update={
+            "current_version": status.candidate_version,
+            "last_good_version": status.candidate_version,
+            "candidate_version": None,
+            "rollout_percent": 100,
+        }
+    )
+
+
+def desired_pointer(obs: Observation, status: FaissIndexStatus) -> ServingPointer | None:
+    """The pointer serving must follow, or None when the stored one already says so."""
+    if status.current_version is None:
+        return None
+    candidate = status.candidate_version
+    percent = status.rollout_percent if candidate else 0
+    current = obs.pointer
+    if (
+        current is not None
+        and current.stable_version == status.current_version
+        and current.candidate_version == candidate
+        and current.candidate_percent == (percent or 0)
+    ):
+        return None
+    return ServingPointer(
+        generation=(current.generation + 1) if current else 1,
+        stable_version=status.current_version,
+        candidate_version=candidate,
+        candidate_percent=percent or 0,
+        updated_at=timestamp(obs.now),
+    )
+

@@ -1,0 +1,121 @@
+"""Conditions and phase: what ``kubectl describe`` tells a person. Pure.
+
+Ready: is a version serving? Progressing: is something being built or rolled out (or
+waiting, and until when)? Degraded: what is wrong right now? Stalled: have automatic
+builds stopped until a person acts?
+"""
+
+from __future__ import annotations
+
+from indexops_api.spec import FaissIndexSpec
+from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason
+from faiss_operator.conditions import phase_of, set_condition
+from faiss_operator.model import Event, Observation, Plan
+from faiss_operator.promotion import current_missing, pin_problem
+from faiss_operator.triggers import is_stalled
+
+Verdict = tuple[bool, Reason, str]
+
+
+def _ready(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+    serving, current = obs.serving, status.current_version
+    pinned = " (pinned)" if status.pinned_version and status.pinned_version == current else ""
+    if current is None:
+        return False, Reason.NO_VERSION, "no version has passed validation yet"
+    if not spec.serving.enabled:
+        return True, Reason.SERVING_DISABLED, f"version {current}{pinned} is published; serving is managed elsewhere"
+    if serving is None or not serving.exists or serving.ready_replicas < max(1, serving.desired_replicas):
+        have = serving.ready_replicas if serving else 0
+        want = serving.desired_replicas if serving and serving.exists else spec.serving.replicas
+        return False, Reason.SERVING_UNAVAILABLE, f"{have}/{want} serving replicas ready for {current}{pinned}"
+    reason = Reason.PINNED if pinned else Reason.SERVING
+    return True, reason, f"version {current}{pinned} serving on {serving.ready_replicas} replica(s) since {status.serving_since}"
+
+
+def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+    last = status.last_build
+    if last is not None and last.result == BuildResult.RUNNING:
+        why = f" ({last.trigger.value})" if last.trigger else ""
+        return True, Reason.BUILDING, f"Job {last.job} is building version {last.version}{why}"
+    if status.candidate_version is not None:
+        return True, Reason.ROLLING_OUT, f"{status.candidate_version} receives {status.rollout_percent}% of queries"
+    failed = last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED)
+    if failed and not is_stalled(spec, status) and status.next_retry_time:
+        n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
+        return False, Reason.WAITING_FOR_RETRY, f"build failed ({n}/{limit} in a row); next attempt at {status.next_retry_time}"
+    if spec.suspend:
+        return False, Reason.SUSPENDED, "suspended: no scheduled or drift-triggered builds"
+    nxt = f"; next scheduled build at {status.next_scheduled_build}" if status.next_scheduled_build else ""
+    return False, Reason.IDLE, f"nothing to build or roll out{nxt}"
+
+
+def _degraded(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+    last = status.last_build
+    problem = pin_problem(obs, spec, status)
+    if obs.storage_error is not None:
+        return True, Reason.STORAGE_ERROR, obs.storage_error
+    if problem is not None:
+        return True, Reason.PINNED_VERSION_MISSING, f"{problem}; {status.current_version} keeps serving"
+    if current_missing(obs, status):
+        return True, Reason.ARTIFACTS_MISSING, f"serving version {status.current_version} is missing from storage"
+    if last is not None and last.result == BuildResult.FAILED:
+        reason = Reason(last.reason) if last.reason in Reason._value2member_map_ else Reason.BUILD_FAILED
+        return True, reason, last.message or "build failed"
+    if last is not None and last.result == BuildResult.VALIDATION_FAILED:
+        return True, Reason.VALIDATION_FAILED, f"version {last.version} rejected: {last.message}"
+    if status.drift and status.drift.startswith("sync failed"):
+        return True, Reason.SYNC_FAILED, status.drift
+    if status.drift:
+        return True, Reason.SOURCE_DRIFT, f"source changed since {status.current_version}: {status.drift}"
+    return False, Reason.AS_EXPECTED, ""
+
+
+def _stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+    if not is_stalled(spec, status):
+        return False, Reason.AS_EXPECTED, ""
+    last = status.last_build
+    cause = f"; last: {last.reason}: {last.message}" if last is not None and last.reason else ""
+    return True, Reason.TOO_MANY_FAILURES, (
+        f"{status.consecutive_failures} consecutive failed builds{cause}. No automatic builds until the spec changes "
+        "or a rebuild is requested (annotation faiss.indexops.io/rebuild-requested-at)"
+    )
+
+
+def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
+    gen, now = obs.generation, obs.now
+    before = {c.type: c for c in status.conditions}
+    conds = list(status.conditions)
+    verdicts = {
+        ConditionType.READY: _ready(obs, spec, status),
+        ConditionType.PROGRESSING: _progressing(spec, status),
+        ConditionType.DEGRADED: _degraded(obs, spec, status),
+        ConditionType.STALLED: _stalled(spec, status),
+    }
+    for ctype, (value, reason, message) in verdicts.items():
+        conds = set_condition(conds, ctype, value, reason, message, now, gen)
+    events = _transition_events(before, verdicts)
+    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen})
+    return updated.model_copy(update={"phase": phase_of(updated)}), events
+
+
+def _transition_events(before: dict, verdicts: dict[ConditionType, Verdict]) -> list[Event]:
+    events: list[Event] = []
+    degraded, old = verdicts[ConditionType.DEGRADED], before.get(ConditionType.DEGRADED)
+    if degraded[1] == Reason.PINNED_VERSION_MISSING and (old is None or old.reason != Reason.PINNED_VERSION_MISSING):
+        events.append(Event("Warning", EventReason.PINNED_VERSION_MISSING, degraded[2]))
+    stalled, old = verdicts[ConditionType.STALLED], before.get(ConditionType.STALLED)
+    if not stalled[0] and old is not None and old.status == "True":
+        events.append(Event("Normal", EventReason.RECOVERED, "no longer Stalled: automatic builds resume"))
+    return events
+
+
+def invalid_spec_plan(obs: Observation) -> Plan:
+    status = obs.status
+    message = obs.spec_error or "invalid spec"
+    previous = status.condition(ConditionType.DEGRADED)
+    events = []
+    if previous is None or previous.reason != Reason.INVALID_SPEC or previous.message != message[:1024]:
+        events.append(Event("Warning", EventReason.INVALID_SPEC, message))
+    conds = set_condition(list(status.conditions), ConditionType.DEGRADED, True, Reason.INVALID_SPEC, message, obs.now, obs.generation)
+    updated = status.model_copy(update={"conditions": conds, "observed_generation": obs.generation})
+    return Plan(status=updated.model_copy(update={"phase": phase_of(updated)}), events=events)

@@ -1,0 +1,61 @@
+"""Drift check: probe the source's cheap fingerprint and pair it with the recorded one.
+
+``sync_due`` is pure; ``probe_sync`` does the I/O (the DSN Secret, the database or the
+bucket listing) and never raises for a source problem: it returns the error for status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from indexops_api.spec import FaissIndexSpec
+from indexops_api.spec_ops import duration_seconds
+from indexops_api.status import FaissIndexStatus
+from indexops_store import make_client
+from faiss_operator.artifacts import Artifacts
+from faiss_operator.conditions import parse_time
+from faiss_operator.kube import clients
+from faiss_operator.model import SyncObservation
+
+
+def sync_due(spec: FaissIndexSpec, status: FaissIndexStatus, now: datetime) -> bool:
+    """A drift check runs every ``sync.interval`` once a version serves."""
+    if spec.sync is None or status.current_version is None:
+        return False
+    last = parse_time(status.last_sync_time)
+    return last is None or (now - last).total_seconds() >= duration_seconds(spec.sync.interval)
+
+
+def _secret_value(namespace: str, name: str, key: str) -> str:
+    import base64
+
+    secret = clients().core.read_namespaced_secret(name, namespace)
+    data = (secret.data or {}).get(key)
+    if data is None:
+        raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+    return base64.b64decode(data).decode()
+
+
+def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: datetime) -> SyncObservation:
+    """Compare with the newest built version (the candidate during a canary, else the serving one)."""
+    from indexops_store import probe  # libpq only where drift checks run
+
+    version = status.candidate_version or status.current_version
+    assert version is not None
+    recorded, error = at.manifest(version)
+    if recorded is None:
+        return SyncObservation(error=f"manifest of {version} unreadable: {error}")
+    source = at.spec.source
+    try:
+        if source.postgres is not None:
+            ref = source.postgres.dsn_secret
+            dsn = _secret_value(namespace, ref.name, ref.key)
+            probed = probe.probe_postgres(dsn, source.postgres, now)
+        elif source.s3 is not None:
+            client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region)
+            probed = probe.probe_s3(client, source.s3, at.spec.horizon)
+        else:
+            return SyncObservation(error="file sources live in the builder pod; the operator cannot check them for drift")
+    except Exception as exc:  # a probe failure is reported in status, never fatal to the loop
+        return SyncObservation(recorded=recorded.source, error=f"{type(exc).__name__}: {exc}")
+    return SyncObservation(recorded=recorded.source, probed=probed)

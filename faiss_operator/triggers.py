@@ -1,0 +1,116 @@
+"""Why (and whether) to start a build on this pass. Pure.
+
+One build runs at a time. In order of precedence a build is started by:
+
+1. ``Spec``: the build-relevant spec changed (a new build key); replaces a running build.
+2. ``Manual``: a new value of the ``rebuild-requested-at`` annotation (waits for a running build).
+3. ``Schedule``: a cron fire time passed (CronJob semantics: Forbid waits for a running
+   build while ``startingDeadlineSeconds`` allows, Replace stops it; a run that is too late
+   is skipped; many missed fire times start one build).
+4. ``ArtifactsMissing``: the serving version's files vanished from storage.
+5. ``Drift``: the drift check found the source changed (policy ``Rebuild``).
+6. ``Retry``: the last build failed; after an exponential cooldown, until
+   ``build.maxConsecutiveFailures`` failures make the index Stalled.
+
+Automatic triggers (3-6) wait while the index is Stalled; ``suspend`` stops 3 and 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from indexops_api.spec import ConcurrencyPolicy, FaissIndexSpec
+from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Trigger
+from faiss_operator.conditions import parse_time, timestamp
+from faiss_operator.model import Event, Observation
+from faiss_operator.schedule import due_run, next_fire_time
+
+
+@dataclass
+class TriggerDecision:
+    trigger: Trigger | None = None
+    replace_running: bool = False
+    updates: dict = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+def is_stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> bool:
+    return status.consecutive_failures >= spec.build.max_consecutive_failures
+
+
+def retry_delay_seconds(spec: FaissIndexSpec, failures: int) -> int:
+    """Cooldown after ``failures`` consecutive failed builds: base * 2^(failures-1), capped."""
+    b = spec.build
+    return min(b.retry_backoff_seconds * 2 ** max(failures - 1, 0), b.max_retry_backoff_seconds)
+
+
+def choose_trigger(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, key: str) -> TriggerDecision:
+    """``status`` is after following the tracked Job (so a build that just ended is not running)."""
+    d = TriggerDecision()
+    last = status.last_build
+    running = last is not None and last.result == BuildResult.RUNNING
+    now = obs.now
+
+    if last is None or last.build_key != key:
+        d.trigger, d.replace_running = Trigger.SPEC, running
+    request = obs.rebuild_request
+    if d.trigger is None and request and request != status.last_handled_rebuild and not running:
+        d.trigger = Trigger.MANUAL
+        d.events.append(Event("Normal", EventReason.REBUILD_REQUESTED, f"rebuild requested at {request}"))
+
+    stalled = is_stalled(spec, status) and d.trigger is None
+    _schedule(obs, spec, status, running, stalled, d)
+    automatic_ok = d.trigger is None and not running and not stalled
+    if automatic_ok and obs.versions is not None and status.current_version and status.pinned_version is None:
+        stored = obs.versions.get(status.current_version)
+        if stored is None or not stored.complete:
+            d.trigger = Trigger.ARTIFACTS_MISSING
+            d.events.append(Event("Warning", EventReason.ARTIFACTS_MISSING,
+                                  f"serving version {status.current_version} has no manifest in storage; rebuilding"))
+    if automatic_ok and d.trigger is None and status.drift and not spec.suspend and _drift_rebuilds(spec):
+        d.trigger = Trigger.DRIFT
+    if automatic_ok and d.trigger is None and last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED):
+        retry_at = parse_time(status.next_retry_time)
+        if retry_at is not None and now >= retry_at:
+            d.trigger = Trigger.RETRY
+
+    if d.trigger is not None and request:
+        d.updates["last_handled_rebuild"] = request  # the build starting now covers the request
+    return d
+
+
+def _drift_rebuilds(spec: FaissIndexSpec) -> bool:
+    return spec.sync is not None and spec.sync.policy.value == "Rebuild"
+
+
+def _schedule(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, running: bool, stalled: bool, d: TriggerDecision) -> None:
+    if not spec.schedule:
+        d.updates["next_scheduled_build"] = None
+        return
+    now = obs.now
+    d.updates["next_scheduled_build"] = None if spec.suspend else timestamp(next_fire_time(spec.schedule, spec.time_zone, now))
+    if spec.suspend:
+        return
+    handled = parse_time(status.last_schedule_time) or obs.created or now
+    due = due_run(spec.schedule, spec.time_zone, handled, now, spec.starting_deadline_seconds)
+    if due is None:
+        return
+    fired = timestamp(due.at)
+    if due.skipped:
+        d.updates["last_schedule_time"] = fired
+        d.events.append(Event("Warning", EventReason.SCHEDULE_MISSED,
+                              f"scheduled build of {fired} skipped: {due.late_seconds:.0f}s late > startingDeadlineSeconds {spec.starting_deadline_seconds}"))
+        return
+    if d.trigger is not None or stalled:
+        d.updates["last_schedule_time"] = fired  # the build starting now covers it / Stalled says why not
+        return
+    if running and spec.concurrency_policy == ConcurrencyPolicy.FORBID:
+        return  # wait for the running build; the fire time stays due (within the deadline)
+    d.trigger, d.replace_running = Trigger.SCHEDULE, running
+    d.updates["last_schedule_time"] = fired
+    d.events.append(Event("Normal", EventReason.BUILD_SCHEDULED, f"scheduled build of {fired} ({spec.schedule})"))
+
+
+def next_retry_time(spec: FaissIndexSpec, failures: int, finished: datetime) -> str:
+    return timestamp(finished + timedelta(seconds=retry_delay_seconds(spec, failures)))

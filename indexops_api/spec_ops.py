@@ -1,0 +1,138 @@
+"""Operational parts of the FaissIndex spec: rollout, retention, sync, build, serving, storage.
+
+These decide *how* an index is run, not *what* is built (except where ``layout.BUILD_FIELDS``
+says so), so most of them can change without a rebuild.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from indexops_api.base import ApiModel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+VERSION_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str) -> int:
+    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds (values already match DURATION_PATTERN)."""
+    return int(value[:-1]) * _DURATION_SECONDS[value[-1]]
+
+
+class Rollout(ApiModel):
+    percent: Annotated[
+        int,
+        Field(ge=0, le=100, description="Share of queries sent to the newest validated version; 100 promotes at once."),
+    ] = 100
+    keep_versions: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=1000,
+            description="Versions kept in storage; older ones are pruned, never the serving, candidate, last-good or pinned one.",
+        ),
+    ] = 5
+    pinned_version: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=VERSION_ID_PATTERN,
+            description="Serve exactly this existing version (declarative rollback); unset to resume normal promotion.",
+        ),
+    ] = None
+
+
+class ConcurrencyPolicy(str, Enum):
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class DriftPolicy(str, Enum):
+    REBUILD = "Rebuild"
+    REPORT = "Report"
+
+
+class Sync(ApiModel):
+    """Drift check: compare the source's cheap fingerprint with the serving version's manifest."""
+
+    interval: Annotated[
+        str, Field(pattern=DURATION_PATTERN, description="How often the source fingerprint is checked, e.g. 5m.")
+    ] = "10m"
+    policy: Annotated[
+        DriftPolicy, Field(description="Rebuild on drift, or only report it (condition + Event).")
+    ] = DriftPolicy.REBUILD
+
+
+class SecretRef(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=253, description="Secret in the FaissIndex's namespace.")]
+
+
+class Storage(ApiModel):
+    """Where versions and the serving pointer are written."""
+
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN, description="Artifact bucket.")]
+    prefix: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9._\-/]*$", max_length=512, description="Key prefix under the bucket."),
+    ] = "faiss-indexes"
+    endpoint: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^https?://", description="S3-compatible endpoint URL; AWS when unset."),
+    ] = None
+    region: Annotated[str | None, Field(default=None, description="S3 region.")] = None
+    credentials_secret: Annotated[
+        SecretRef | None,
+        Field(
+            default=None,
+            description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ambient credentials when unset.",
+        ),
+    ] = None
+    deletion_policy: Annotated[
+        Literal["Retain", "Delete"],
+        Field(description="When the FaissIndex is deleted: Retain keeps every artifact, Delete removes the index's prefix."),
+    ] = "Retain"
+
+
+class Resources(ApiModel):
+    """A plain container resources block (requests/limits of cpu and memory)."""
+
+    requests: dict[str, str] | None = None
+    limits: dict[str, str] | None = None
+
+
+class Build(ApiModel):
+    image: Annotated[str | None, Field(default=None, description="Builder image; the operator's default when unset.")] = None
+    resources: Resources | None = None
+    active_deadline_seconds: Annotated[int, Field(ge=30, le=604800, description="Build timeout.")] = 3600
+    backoff_limit: Annotated[int, Field(ge=0, le=10, description="Pod retries inside one build Job.")] = 0
+    max_memory: Annotated[
+        str | None,
+        Field(default=None, pattern=QUANTITY_PATTERN, description="Memory budget of the build (Auto and preflight); resources.limits.memory when unset."),
+    ] = None
+    max_consecutive_failures: Annotated[
+        int,
+        Field(ge=1, le=100, description="Failed builds in a row before the index is Stalled (no more automatic retries)."),
+    ] = 3
+    retry_backoff_seconds: Annotated[
+        int,
+        Field(ge=1, le=86400, description="Cooldown after the first failed build; doubles after each further failure."),
+    ] = 60
+    max_retry_backoff_seconds: Annotated[
+        int, Field(ge=1, le=604800, description="Upper bound of the cooldown between failed builds.")
+    ] = 3600
+
+
+class Serving(ApiModel):
+    enabled: Annotated[bool, Field(description="Whether the operator runs a serving Deployment + Service.")] = True
+    replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8080
+    image: Annotated[str | None, Field(default=None, description="Serving image; the operator's default when unset.")] = None
+    resources: Resources | None = None
