@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import logging
 import os
 import platform
@@ -53,15 +54,25 @@ KUBELET_VERSION = "v1.33.13"
 
 
 class IpPool:
-    """Loopback pod IPs 127.0.0.2-254 (then 127.0.1.x ...), reused once released."""
+    """Loopback pod IPs 127.S.0.2-254 (then 127.S.1.x ...), reused once released.
 
-    def __init__(self) -> None:
+    ``S`` is 0 for the default stack and derived from the state directory otherwise, so
+    two stacks on one machine (parallel test runs) never hand out the same pod IP.
+    """
+
+    def __init__(self, octet: int = 0) -> None:
         self._lock = threading.Lock()
         self._by_uid: dict[str, str] = {}
+        self._octet = octet
 
     @staticmethod
-    def _candidates() -> list[str]:
-        return [f"127.0.{hi}.{lo}" for hi in range(0, 8) for lo in range(1, 255)
+    def octet_for(state_dir: Path) -> int:
+        if state_dir.resolve() == (REPO_ROOT / ".stack").resolve():
+            return 0
+        return 16 + int(hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest(), 16) % 200
+
+    def _candidates(self) -> list[str]:
+        return [f"127.{self._octet}.{hi}.{lo}" for hi in range(0, 8) for lo in range(1, 255)
                 if (hi, lo) != (0, 1)]
 
     def allocate(self, uid: str, preferred: str | None = None) -> str:
@@ -100,7 +111,7 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.done: set[str] = set()
         self.final_deleted: set[str] = set()
-        self.ips = IpPool()
+        self.ips = IpPool(IpPool.octet_for(state_dir))
         self.mark = os.environ.get(MARK_ENV) or str(state_dir)
         server = urlparse(kube.server)
         self.api_host, self.api_port = server.hostname or HOST_IP, server.port or 443
