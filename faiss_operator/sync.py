@@ -47,15 +47,24 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
         return SyncObservation(error=f"manifest of {version} unreadable: {error}")
     source = at.spec.source
     try:
+        dsn = None
         if source.postgres is not None:
             ref = source.postgres.dsn_secret
             dsn = _secret_value(namespace, ref.name, ref.key)
-            probed = probe.probe_postgres(dsn, source.postgres, now)
-        elif source.s3 is not None:
-            client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region)
-            probed = probe.probe_s3(client, source.s3, at.spec.horizon)
-        else:
-            return SyncObservation(error="file sources live in the builder pod; the operator cannot check them for drift")
+        client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region) if source.s3 else None
+        # Anchor a time window at the build time: rows ageing out of a sliding window are not drift.
+        built = _built_at(recorded.created_at)
+        probed = probe.probe_source(source, at.spec.horizon, built, dsn=dsn, s3_client=client)
     except Exception as exc:  # a probe failure is reported in status, never fatal to the loop
         return SyncObservation(recorded=recorded.source, error=f"{type(exc).__name__}: {exc}")
+    if isinstance(probed, probe.NotProbeable):
+        return SyncObservation(recorded=recorded.source, error=probed.message)
     return SyncObservation(recorded=recorded.source, probed=probed)
+
+
+def _built_at(created_at: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
