@@ -41,6 +41,16 @@ class Artifacts:
         listing = self.store.list_versions(self.prefix)
         return {v: StoredVersion(complete=info.has_manifest, files=frozenset(info.files)) for v, info in listing.items()}
 
+    def with_files_checked(self, versions: dict[str, StoredVersion], version: str | None) -> dict[str, StoredVersion]:
+        """Mark ``version`` incomplete when a file its manifest lists is gone (one manifest read)."""
+        stored = versions.get(version) if version else None
+        if stored is None or not stored.complete:
+            return versions
+        manifest, _ = self.manifest(version)
+        if manifest is not None and any(f.name not in stored.files for f in manifest.files):
+            return {**versions, version: StoredVersion(complete=False, files=stored.files)}
+        return versions
+
     def manifest_to_gate(self, status: FaissIndexStatus, jobs: tuple[JobObservation, ...]) -> dict[str, Any]:
         """The manifest ``decide`` needs: of a build that just ended, or of one not yet serving."""
         last = status.last_build

@@ -139,6 +139,7 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
         fields.update(at.pin_target(status))
         if sync_due(spec, status, now):
             fields["sync"] = probe_sync(at, status, namespace, now)
+            fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
     except StorageError as exc:
         fields["storage_error"] = str(exc)
     return Observation(spec=spec, spec_error=None, jobs=jobs, serving=serving, **base, **fields)
