@@ -19,6 +19,9 @@ LABEL_BUILD_KEY = f"{GROUP}/build-key"
 ANNOTATION_VERSION = f"{GROUP}/version"
 ANNOTATION_BUILD_KEY = f"{GROUP}/build-key"
 ANNOTATION_REBUILD = f"{GROUP}/rebuild-requested-at"
+# Manual rollout controls (faissctl promote/abort, ArgoCD actions): each new value is handled once.
+ANNOTATION_PROMOTE = f"{GROUP}/promote-requested-at"
+ANNOTATION_ABORT = f"{GROUP}/abort-requested-at"
 ANNOTATION_BUILD_NUMBER = f"{GROUP}/build-number"
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 
