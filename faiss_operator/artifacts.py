@@ -60,8 +60,8 @@ class Artifacts:
             job = next((j for j in jobs if j.name == last.job), None)
             if job is not None and job.state != "Succeeded":
                 return {}
-        elif last.result == BuildResult.FAILED or last.version in (status.current_version, status.candidate_version):
-            return {}
+        elif last.result in (BuildResult.FAILED, BuildResult.ROLLED_BACK) or last.version == status.current_version:
+            return {}  # (a candidate's manifest is read too: promoting it copies its measurements)
         manifest, error = self.manifest(last.version)
         return {"manifest": manifest, "manifest_error": error}
 

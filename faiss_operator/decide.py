@@ -17,6 +17,7 @@ from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
 from faiss_operator.conditions import timestamp
+from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
 from faiss_operator.retention import versions_to_prune
@@ -41,6 +42,8 @@ def decide(obs: Observation) -> Plan:
     events += pin_events
     status, promoted = promote(obs, spec, status)
     events += promoted
+    status, manual = apply_manual(obs, status)
+    events += manual
     if status.consecutive_failures > failures_before:
         status = status.model_copy(update={"next_retry_time": next_retry_time(spec, status.consecutive_failures, obs.now)})
         events += _stall_event(spec, status)
@@ -57,7 +60,7 @@ def decide(obs: Observation) -> Plan:
         events += start_events
     delete_jobs += _old_finished_jobs(obs, status)
 
-    status = with_rollout(status, spec, events)
+    status = with_rollout(obs, status, spec, events)
     prune = _prune(obs, spec, status)
     if prune:
         events.append(Event("Normal", EventReason.VERSIONS_PRUNED,

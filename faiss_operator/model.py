@@ -66,6 +66,8 @@ class Observation:
     jobs: tuple[JobObservation, ...] = ()
     created: datetime | None = None
     rebuild_request: str | None = None
+    promote_request: str | None = None
+    abort_request: str | None = None
     manifest: Manifest | None = None
     manifest_error: str | None = None
     pointer: ServingPointer | None = None

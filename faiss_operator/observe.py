@@ -126,9 +126,12 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     last = status.last_build
     jobs = observe_jobs(namespace, name, last.job if last else None)
     serving = observe_serving(namespace, name) if spec.serving.enabled else None
+    annotations = meta.get("annotations") or {}
     fields: dict[str, Any] = {
         "created": parse_time(_iso(meta.get("creationTimestamp"))),
-        "rebuild_request": (meta.get("annotations") or {}).get(c.ANNOTATION_REBUILD) or None,
+        "rebuild_request": annotations.get(c.ANNOTATION_REBUILD) or None,
+        "promote_request": annotations.get(c.ANNOTATION_PROMOTE) or None,
+        "abort_request": annotations.get(c.ANNOTATION_ABORT) or None,
     }
     store = store_for(spec)
     at = Artifacts(store, spec, namespace, name)

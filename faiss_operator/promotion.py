@@ -102,21 +102,23 @@ def pin_problem(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus
     return None
 
 
-def with_rollout(status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:
+def promoted_candidate(obs: Observation, status: FaissIndexStatus) -> dict:
+    """Status fields for the candidate becoming current (its measurements when its manifest was read)."""
+    candidate = status.candidate_version
+    m = obs.manifest
+    fields = serving_fields(obs, m) if m is not None and m.version == candidate else {
+        "current_version": candidate, "candidate_version": None, "serving_since": timestamp(obs.now)}
+    return {**fields, "last_good_version": candidate, "rollout_percent": 100}
+
+
+def with_rollout(obs: Observation, status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:
     """A candidate whose rollout percent reached 100 becomes current."""
     if status.candidate_version is None:
         return status.model_copy(update={"rollout_percent": 100 if status.current_version else None})
     if spec.rollout.percent < 100:
         return status.model_copy(update={"rollout_percent": spec.rollout.percent})
     events.append(Event("Normal", EventReason.PROMOTED, f"candidate {status.candidate_version} promoted to 100%"))
-    return status.model_copy(
-        update={
-            "current_version": status.candidate_version,
-            "last_good_version": status.candidate_version,
-            "candidate_version": None,
-            "rollout_percent": 100,
-        }
-    )
+    return status.model_copy(update=promoted_candidate(obs, status))
 
 
 def desired_pointer(obs: Observation, status: FaissIndexStatus) -> ServingPointer | None:

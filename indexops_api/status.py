@@ -45,6 +45,7 @@ class Reason(str, Enum):
     PINNED = "Pinned"
     PINNED_VERSION_MISSING = "PinnedVersionMissing"
     SUSPENDED = "Suspended"
+    ROLLED_BACK = "RolledBack"
 
 
 class EventReason(str, Enum):
@@ -72,6 +73,7 @@ class EventReason(str, Enum):
     PINNED_VERSION_MISSING = "PinnedVersionMissing"
     ARTIFACTS_DELETED = "ArtifactsDeleted"
     ARTIFACTS_RETAINED = "ArtifactsRetained"
+    ROLLED_BACK = "RolledBack"
 
 
 class Trigger(str, Enum):
@@ -99,6 +101,7 @@ class BuildResult(str, Enum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     VALIDATION_FAILED = "ValidationFailed"
+    ROLLED_BACK = "RolledBack"  # passed the gates, then taken out of a canary: never promoted again
 
 
 class LastBuild(ApiModel):
@@ -143,6 +146,10 @@ class FaissIndexStatus(ApiModel):
     drift: str | None = None  # what the last sync found different, None when in sync
     pinned_version: str | None = None
     stored_versions: int | None = None
+    last_handled_promote: str | None = None  # value of the promote-requested-at annotation
+    last_handled_abort: str | None = None  # value of the abort-requested-at annotation
+    rolled_back_version: str | None = None
+    rollback_reason: str | None = None
 
     def condition(self, ctype: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == ctype), None)
