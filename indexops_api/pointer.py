@@ -18,6 +18,9 @@ class ServingPointer(ApiModel):
     stable_version: str
     candidate_version: str | None = None
     candidate_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    # Share of stable-routed queries also run against the candidate (results compared for
+    # overlap@k, never returned): the online analysis of a rollout step.
+    shadow_percent: Annotated[int, Field(ge=0, le=100)] = 0
     updated_at: str
 
     @model_validator(mode="after")
