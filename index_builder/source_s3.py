@@ -9,7 +9,6 @@ once at its final size and filled in place.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from index_builder import checks
 from index_builder.errors import SourceInvalid, SourceNotFound, StorageFailure
+from indexops_store.probe import combined_etag
 from indexops_store.s3 import ArtifactStore, StorageError
 
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -87,16 +87,11 @@ def list_objects(store: ArtifactStore, prefix: str, extension: str) -> list[S3Ob
 
 
 def fingerprint(objects: list[S3Object]) -> tuple[str | None, str | None]:
-    """(ETag, newest LastModified): one object's own ETag, or a digest of every key and ETag."""
-    newest = max((o.last_modified for o in objects if o.last_modified is not None), default=None)
-    if len(objects) == 1:
-        etag = objects[0].etag
-    else:
-        digest = hashlib.sha256()
-        for o in objects:
-            digest.update(f"{o.key}\0{o.etag}\n".encode())
-        etag = f"sha256:{digest.hexdigest()}"
-    return etag, newest.isoformat() if newest is not None else None
+    """(ETag, newest LastModified): one object's own ETag, or a digest of every key and ETag.
+
+    The operator's drift probe computes the same from a listing: one implementation, shared.
+    """
+    return combined_etag(objects)
 
 
 class ObjectReader(io.RawIOBase):

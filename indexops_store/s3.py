@@ -1,11 +1,20 @@
-"""boto3-backed access to versions, manifests and the serving pointer."""
+"""boto3-backed access to versions, manifests and the serving pointer.
+
+Listing and deleting are here too because retention, deletion and the check for a version
+whose files vanished all start from the same paginated listing. Deletion treats a prefix
+as a folder (``a/b`` never touches ``a/bc``), refuses the bucket root, and removes every
+``manifest.json`` before anything else: the manifest is the commit marker, so a delete
+that stops half-way leaves files that no reader will take for a complete version.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +24,67 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from indexops_api.constants import ENV_S3_ENDPOINT
+from indexops_api.constants import ENV_S3_ENDPOINT, MANIFEST_FILE
 from indexops_api.manifest import Manifest
 from indexops_api.pointer import ServingPointer
 
 _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=4)
+MAX_DELETE_BATCH = 1000  # the DeleteObjects limit
+_ERRORS_SHOWN = 5
 
 
 class StorageError(RuntimeError):
     """An S3 operation failed; ``str()`` says which object and why."""
 
-    def __init__(self, message: str, *, not_found: bool = False, conflict: bool = False):
+    def __init__(self, message: str, *, not_found: bool = False, conflict: bool = False, denied: bool = False):
         super().__init__(message)
         self.not_found = not_found
         self.conflict = conflict
+        self.denied = denied
+
+
+class DeleteIncomplete(StorageError):
+    """Some objects under a prefix could not be deleted; ``deleted`` were, ``failed`` maps key → reason.
+
+    Deleting again is safe: what is already gone is simply not listed any more.
+    """
+
+    def __init__(self, message: str, *, deleted: int, failed: Mapping[str, str], denied: bool = False):
+        super().__init__(message, denied=denied)
+        self.deleted = deleted
+        self.failed = dict(failed)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class VersionListing:
+    """What is stored under ``<index>/versions/<version>/``, from one listing (no object is read)."""
+
+    version: str
+    files: Mapping[str, int] = field(default_factory=dict)  # name relative to the version prefix → bytes
+    last_modified: datetime | None = None  # newest object
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def has_manifest(self) -> bool:
+        """A version without its manifest was never committed (or is being deleted)."""
+        return MANIFEST_FILE in self.files
+
+    def missing(self, expected: Iterable[str]) -> list[str]:
+        """Names in ``expected`` (e.g. the manifest's files) that are not stored, in the given order."""
+        return [name for name in expected if name not in self.files]
 
 
 def make_client(endpoint: str | None = None, region: str | None = None) -> Any:
@@ -54,9 +110,19 @@ def _describe(exc: Exception, bucket: str, key: str) -> StorageError:
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return StorageError(f"{where} changed concurrently (conditional write refused)", conflict=True)
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-            return StorageError(f"access denied to {where}: check the storage credentials ({code})")
+            return StorageError(f"access denied to {where}: check the storage credentials ({code})", denied=True)
         return StorageError(f"{where}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', exc)}")
     return StorageError(f"{where}: storage unreachable: {exc}")
+
+
+def _folder(prefix: str, *, allow_root: bool) -> str:
+    """``a/b`` → ``a/b/`` so that ``a/bc`` is never matched; the root is ``""``."""
+    parts = prefix.strip("/")
+    if not parts.strip(" \t\r\n/"):  # nothing but slashes and blanks
+        if allow_root:
+            return ""
+        raise StorageError(f"refusing to delete prefix {prefix!r}: it is the root of the bucket")
+    return parts + "/"
 
 
 def sha256_file(path: Path) -> str:
@@ -133,6 +199,79 @@ class ArtifactStore:
             self.client.download_file(self.bucket, key, str(path), Config=_TRANSFER)
         except (ClientError, BotoCoreError) as exc:
             raise _describe(exc, self.bucket, key) from exc
+
+    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (a plain key prefix), page by page, in key order."""
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], int(obj.get("Size", 0)), obj.get("ETag", ""), obj.get("LastModified"))
+        except (ClientError, BotoCoreError) as exc:
+            raise _describe(exc, self.bucket, prefix) from exc
+
+    def list_versions(self, index_prefix: str) -> dict[str, VersionListing]:
+        """Every version folder under ``<index_prefix>/versions/``, sorted by version id.
+
+        Includes versions without a manifest (uncommitted, or partly deleted): callers decide
+        what they mean. Objects directly under ``versions/`` (not in a version folder) are ignored.
+        """
+        root = _folder(index_prefix, allow_root=True) + "versions/"
+        files: dict[str, dict[str, int]] = {}
+        newest: dict[str, datetime | None] = {}
+        for obj in self.iter_objects(root):
+            version, sep, name = obj.key[len(root):].partition("/")
+            if not sep or not version:
+                continue
+            entries = files.setdefault(version, {})
+            if name:  # "versions/<v>/" itself is a folder marker, not a file
+                entries[name] = obj.size
+            seen = newest.get(version)
+            if obj.last_modified is not None and (seen is None or obj.last_modified > seen):
+                newest[version] = obj.last_modified
+        return {v: VersionListing(v, files[v], newest.get(v)) for v in sorted(files)}
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under the folder ``prefix``; returns how many were deleted.
+
+        Refuses an empty or root prefix. Manifests go first (see the module docstring).
+        Raises ``DeleteIncomplete`` listing the keys S3 refused, after trying every batch.
+        """
+        folder = _folder(prefix, allow_root=False)
+        keys = [obj.key for obj in self.iter_objects(folder)]
+        keys.sort(key=lambda k: (k.rsplit("/", 1)[-1] != MANIFEST_FILE, k))
+        deleted, failed = 0, {}
+        for start in range(0, len(keys), MAX_DELETE_BATCH):
+            batch = keys[start : start + MAX_DELETE_BATCH]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as exc:
+                cause = _describe(exc, self.bucket, folder)
+                raise DeleteIncomplete(
+                    f"deleted {deleted} of {len(keys)} objects under s3://{self.bucket}/{folder}, then: {cause}",
+                    deleted=deleted, failed={k: str(cause) for k in keys[start:]}, denied=cause.denied,
+                ) from exc
+            errors = resp.get("Errors", [])
+            for err in errors:
+                failed[err.get("Key", "?")] = f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+            deleted += len(batch) - len(errors)
+        if failed:
+            shown = "; ".join(f"{k}: {why}" for k, why in list(failed.items())[:_ERRORS_SHOWN])
+            more = f" (and {len(failed) - _ERRORS_SHOWN} more)" if len(failed) > _ERRORS_SHOWN else ""
+            raise DeleteIncomplete(
+                f"could not delete {len(failed)} of {len(keys)} objects under s3://{self.bucket}/{folder}: {shown}{more}",
+                deleted=deleted, failed=failed, denied=any("AccessDenied" in why for why in failed.values()),
+            )
+        return deleted
+
+    def delete_version(self, index_prefix: str, version: str) -> int:
+        """Delete one version folder (manifest first); returns the number of objects deleted."""
+        if not version or "/" in version or version in (".", ".."):
+            raise StorageError(f"refusing to delete version {version!r}: not a single version id")
+        if not index_prefix.strip("/"):
+            raise StorageError(f"refusing to delete version {version!r} under an empty index prefix")
+        return self.delete_prefix(f"{_folder(index_prefix, allow_root=False)}versions/{version}")
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
