@@ -21,6 +21,7 @@ from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
 from faiss_operator.retention import versions_to_prune
+from faiss_operator.rollout import advance_steps
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
 from faiss_operator.triggers import choose_trigger, next_retry_time
 
@@ -60,14 +61,18 @@ def decide(obs: Observation) -> Plan:
         events += start_events
     delete_jobs += _old_finished_jobs(obs, status)
 
-    status = with_rollout(obs, status, spec, events)
+    if spec.rollout.steps:
+        status = advance_steps(obs, spec, status, events)
+    else:
+        status = with_rollout(obs, status, spec, events)
     prune = _prune(obs, spec, status)
     if prune:
         events.append(Event("Normal", EventReason.VERSIONS_PRUNED,
                             f"pruned {len(prune)} version(s) beyond keepVersions={spec.rollout.keep_versions}: {', '.join(prune)}"))
     if obs.versions is not None:
         status = status.model_copy(update={"stored_versions": len(obs.versions) - len(prune)})
-    pointer = desired_pointer(obs, status)
+    shadow = spec.rollout.analysis.shadow_percent if spec.rollout.steps and status.candidate_version else 0
+    pointer = desired_pointer(obs, status, shadow)
     status, condition_events = with_conditions(obs, spec, status)
     events += condition_events
     return Plan(
@@ -153,7 +158,8 @@ def _sync(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> t
     elif sync.recorded is not None and sync.probed is not None:
         drift = describe_drift(sync.recorded, sync.probed)
         if drift and drift != status.drift:
-            action = "rebuilding" if spec.sync and spec.sync.policy.value == "Rebuild" and not spec.suspend else "reporting only"
+            rebuilds = spec.sync and spec.sync.policy.value == "Rebuild" and not spec.suspend and not spec.rollout.pinned_version
+            action = "rebuilding" if rebuilds else "reporting only"
             events.append(Event("Warning", EventReason.SOURCE_DRIFT, f"source changed since the serving version: {drift}; {action}"))
         updates["drift"] = drift
     return status.model_copy(update=updates), events
@@ -197,7 +203,7 @@ def _old_finished_jobs(obs: Observation, status: FaissIndexStatus) -> list[str]:
 
 
 def _prune(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> list[str]:
-    if obs.versions is None:
+    if obs.versions is None or obs.storage_error is not None:  # a partial read must not delete (or report deleting) anything
         return []
     last = status.last_build
     protected = [status.current_version, status.candidate_version, status.last_good_version, status.pinned_version,

@@ -76,7 +76,8 @@ def reconcile_once(namespace: str, name: str) -> float:
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
     last = plan.status.last_build
     building = last is not None and last.result == BuildResult.RUNNING
-    return CONFIG.poll_seconds_while_building if building or obs.storage_error else CONFIG.resync_seconds
+    busy = building or plan.status.candidate_version is not None or obs.storage_error
+    return CONFIG.poll_seconds_while_building if busy else CONFIG.resync_seconds
 
 
 @kopf.daemon(c.GROUP, c.VERSION, c.PLURAL, cancellation_timeout=10)

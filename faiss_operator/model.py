@@ -37,6 +37,31 @@ class ServingObservation:
 
 
 @dataclass(frozen=True)
+class VersionStats:
+    """One replica's numbers for one version since it applied the current pointer generation."""
+
+    role: str
+    requests: int = 0
+    errors: int = 0
+    latency_le_ms: tuple[float, ...] = ()
+    latency_counts: tuple[int, ...] = ()  # cumulative, one per bound
+    shadow_queries: int = 0
+    shadow_overlap_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplicaReport:
+    """What one serving pod's /v1/status said (``error`` when it could not be asked)."""
+
+    pod: str
+    generation: int | None = None
+    stable: str | None = None
+    candidate: str | None = None
+    versions: dict[str, VersionStats] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class StoredVersion:
     """A version directory found in storage; ``complete`` when its manifest is there."""
 
@@ -78,6 +103,7 @@ class Observation:
     sync: SyncObservation | None = None  # set when a drift check ran on this pass
     pinned_manifest: Manifest | None = None
     pinned_error: str | None = None
+    replicas: tuple[ReplicaReport, ...] | None = None  # None: not asked (serving disabled / nothing serves)
 
     def job_named(self, name: str | None) -> JobObservation | None:
         return next((j for j in self.jobs if j.name == name), None)

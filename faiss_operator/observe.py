@@ -20,6 +20,7 @@ from faiss_operator.artifacts import Artifacts, store_for
 from faiss_operator.conditions import parse_time
 from faiss_operator.kube import clients, is_not_found
 from faiss_operator.model import JobObservation, Observation, ServingObservation
+from faiss_operator.replicas import observe_replicas
 from faiss_operator.sync import probe_sync, sync_due
 
 
@@ -126,6 +127,10 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     last = status.last_build
     jobs = observe_jobs(namespace, name, last.job if last else None)
     serving = observe_serving(namespace, name) if spec.serving.enabled else None
+    if serving is not None and serving.exists and status.current_version:
+        fields_replicas = {"replicas": observe_replicas(namespace, name, spec.serving.port)}
+    else:
+        fields_replicas = {}
     annotations = meta.get("annotations") or {}
     fields: dict[str, Any] = {
         "created": parse_time(_iso(meta.get("creationTimestamp"))),
@@ -145,4 +150,4 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
             fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
     except StorageError as exc:
         fields["storage_error"] = str(exc)
-    return Observation(spec=spec, spec_error=None, jobs=jobs, serving=serving, **base, **fields)
+    return Observation(spec=spec, spec_error=None, jobs=jobs, serving=serving, **base, **fields, **fields_replicas)

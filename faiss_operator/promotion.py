@@ -58,12 +58,15 @@ def promote(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) ->
     if spec.rollout.pinned_version:
         return status.model_copy(update=base), []  # held: the pin decides what serves
     m = obs.manifest
-    if spec.rollout.percent >= 100 or status.current_version is None or current_missing(obs, status):
+    steps = spec.rollout.steps
+    at_once = not steps and spec.rollout.percent >= 100
+    if at_once or status.current_version is None or current_missing(obs, status):
         fields = {**base, **serving_fields(obs, m), "last_good_version": m.version}
         message = f"version {m.version} now serves 100% (recall {m.measurements.recall_at_k:.4f})"
         return status.model_copy(update=fields), [Event("Normal", EventReason.PROMOTED, message)]
-    fields = {**base, "candidate_version": m.version}
-    event = Event("Normal", EventReason.CANARY_STARTED, f"version {m.version} receives {spec.rollout.percent}% of queries")
+    fields = {**base, "candidate_version": m.version, "drift": None}  # drift checks now compare the candidate's source
+    share = f"{steps[0].percent}% of queries (step 1/{len(steps)})" if steps else f"{spec.rollout.percent}% of queries"
+    event = Event("Normal", EventReason.CANARY_STARTED, f"version {m.version} receives {share}")
     return status.model_copy(update=fields), [event]
 
 
@@ -121,7 +124,7 @@ def with_rollout(obs: Observation, status: FaissIndexStatus, spec: FaissIndexSpe
     return status.model_copy(update=promoted_candidate(obs, status))
 
 
-def desired_pointer(obs: Observation, status: FaissIndexStatus) -> ServingPointer | None:
+def desired_pointer(obs: Observation, status: FaissIndexStatus, shadow_percent: int = 0) -> ServingPointer | None:
     """The pointer serving must follow, or None when the stored one already says so."""
     if status.current_version is None:
         return None
@@ -133,6 +136,7 @@ def desired_pointer(obs: Observation, status: FaissIndexStatus) -> ServingPointe
         and current.stable_version == status.current_version
         and current.candidate_version == candidate
         and current.candidate_percent == (percent or 0)
+        and current.shadow_percent == (shadow_percent if candidate else 0)
     ):
         return None
     return ServingPointer(
@@ -140,6 +144,7 @@ def desired_pointer(obs: Observation, status: FaissIndexStatus) -> ServingPointe
         stable_version=status.current_version,
         candidate_version=candidate,
         candidate_percent=percent or 0,
+        shadow_percent=shadow_percent if candidate else 0,
         updated_at=timestamp(obs.now),
     )
 

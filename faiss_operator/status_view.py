@@ -28,8 +28,24 @@ def _ready(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> 
         have = serving.ready_replicas if serving else 0
         want = serving.desired_replicas if serving and serving.exists else spec.serving.replicas
         return False, Reason.SERVING_UNAVAILABLE, f"{have}/{want} serving replicas ready for {current}{pinned}"
+    converging = _replicas_converging(obs, status)
+    if converging is not None:
+        return False, Reason.REPLICAS_CONVERGING, converging
     reason = Reason.PINNED if pinned else Reason.SERVING
     return True, reason, f"version {current}{pinned} serving on {serving.ready_replicas} replica(s) since {status.serving_since}"
+
+
+def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | None:
+    """Not every reachable serving replica has loaded the versions status says serve."""
+    reports = obs.replicas
+    if not reports or all(r.error is not None for r in reports):
+        return None  # replicas cannot be asked (e.g. a NetworkPolicy): Deployment readiness decides
+    expected = (status.current_version, status.candidate_version)
+    on = sum(1 for r in reports if r.error is None and (r.stable, r.candidate) == expected)
+    if on == len(reports):
+        return None
+    want = f"{expected[0]}" + (f" + candidate {expected[1]}" if expected[1] else "")
+    return f"{on}/{len(reports)} serving replicas have loaded {want}"
 
 
 def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
@@ -38,7 +54,8 @@ def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
         why = f" ({last.trigger.value})" if last.trigger else ""
         return True, Reason.BUILDING, f"Job {last.job} is building version {last.version}{why}"
     if status.candidate_version is not None:
-        return True, Reason.ROLLING_OUT, f"{status.candidate_version} receives {status.rollout_percent}% of queries"
+        verdict = f"; {status.analysis.verdict}" if status.analysis is not None and status.analysis.verdict and status.rollout_step is not None else ""
+        return True, Reason.ROLLING_OUT, f"{status.candidate_version} receives {status.rollout_percent}% of queries{verdict}"
     failed = last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED)
     if failed and not is_stalled(spec, status) and status.next_retry_time:
         n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
@@ -63,6 +80,8 @@ def _degraded(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         return True, reason, last.message or "build failed"
     if last is not None and last.result == BuildResult.VALIDATION_FAILED:
         return True, Reason.VALIDATION_FAILED, f"version {last.version} rejected: {last.message}"
+    if last is not None and last.result == BuildResult.ROLLED_BACK:
+        return True, Reason.ROLLED_BACK, f"candidate {last.version} rolled back: {last.message}; {status.current_version} serves"
     if status.drift and status.drift.startswith("sync failed"):
         return True, Reason.SYNC_FAILED, status.drift
     if status.drift:

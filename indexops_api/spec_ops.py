@@ -27,11 +27,42 @@ def duration_seconds(value: str) -> int:
     return int(value[:-1]) * _DURATION_SECONDS[value[-1]]
 
 
+class RolloutStep(ApiModel):
+    percent: Annotated[int, Field(ge=0, le=99, description="Share of queries the candidate receives in this step (0: shadow only).")]
+    pause: Annotated[
+        str, Field(pattern=DURATION_PATTERN, description="Minimum time in this step before its analysis may advance it, e.g. 5m.")
+    ]
+
+
+class RolloutAnalysis(ApiModel):
+    """Online gates of each rollout step, measured by the serving replicas on live traffic."""
+
+    min_samples: Annotated[
+        int, Field(ge=1, description="Candidate requests a step needs before it can pass (low traffic never counts as success).")
+    ] = 100
+    max_error_rate: Annotated[float, Field(ge=0.0, le=1.0, description="Largest share of candidate searches that may fail.")] = 0.01
+    max_latency_ratio: Annotated[
+        float, Field(gt=0.0, description="Largest candidate p99 / stable p99 (checked once both have minSamples requests).")
+    ] = 2.0
+    min_overlap: Annotated[
+        float, Field(ge=0.0, le=1.0, description="Smallest mean overlap@k of candidate vs stable on shadowed queries.")
+    ] = 0.8
+    min_shadow_samples: Annotated[int, Field(ge=0, description="Shadowed queries a step needs before it can pass.")] = 20
+    shadow_percent: Annotated[
+        int, Field(ge=0, le=100, description="Share of stable-routed queries also run on the candidate and compared.")
+    ] = 10
+
+
 class Rollout(ApiModel):
     percent: Annotated[
         int,
-        Field(ge=0, le=100, description="Share of queries sent to the newest validated version; 100 promotes at once."),
+        Field(ge=0, le=100, description="Share of queries sent to the newest validated version; 100 promotes at once. Ignored when steps are set."),
     ] = 100
+    steps: Annotated[
+        list[RolloutStep],
+        Field(max_length=10, description="Progressive rollout, e.g. 10% for 5m then 50% for 10m, then 100%; each step gated by analysis."),
+    ] = []
+    analysis: RolloutAnalysis = RolloutAnalysis()
     keep_versions: Annotated[
         int,
         Field(

@@ -46,6 +46,8 @@ class Reason(str, Enum):
     PINNED_VERSION_MISSING = "PinnedVersionMissing"
     SUSPENDED = "Suspended"
     ROLLED_BACK = "RolledBack"
+    WAITING_FOR_SAMPLES = "WaitingForSamples"
+    REPLICAS_CONVERGING = "ReplicasConverging"
 
 
 class EventReason(str, Enum):
@@ -74,6 +76,7 @@ class EventReason(str, Enum):
     ARTIFACTS_DELETED = "ArtifactsDeleted"
     ARTIFACTS_RETAINED = "ArtifactsRetained"
     ROLLED_BACK = "RolledBack"
+    STEP_ADVANCED = "StepAdvanced"
 
 
 class Trigger(str, Enum):
@@ -117,6 +120,22 @@ class LastBuild(ApiModel):
     completion_time: str | None = None
 
 
+class StepAnalysis(ApiModel):
+    """What the serving replicas measured for the candidate in the current rollout step."""
+
+    step: int
+    percent: int
+    replicas: int = 0  # replicas whose numbers are counted (on the current pointer generation)
+    requests: int = 0
+    errors: int = 0
+    error_rate: float | None = None
+    p99_ms: float | None = None
+    stable_p99_ms: float | None = None
+    shadow_queries: int = 0
+    overlap: float | None = None
+    verdict: str = ""
+
+
 class FaissIndexStatus(ApiModel):
     # Status is read back from the API server, which may hold fields written by newer
     # operator versions: ignore what we do not know instead of failing.
@@ -150,6 +169,10 @@ class FaissIndexStatus(ApiModel):
     last_handled_abort: str | None = None  # value of the abort-requested-at annotation
     rolled_back_version: str | None = None
     rollback_reason: str | None = None
+    rollout_step: int | None = None  # index into spec.rollout.steps while a stepped rollout runs
+    step_started_at: str | None = None
+    analysis: StepAnalysis | None = None
+    replicas_on_versions: str | None = None  # e.g. "2/2 replicas serve the expected versions"
 
     def condition(self, ctype: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == ctype), None)
