@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -15,6 +28,12 @@ class OperatorConfig:
     port: int = 8080
     bind_host: str = "0.0.0.0"
     namespace: str | None = None  # None: all namespaces
+    # Leader election (faiss_operator/leader.py): only the Lease holder reconciles.
+    leader_election: bool = True
+    lease_name: str = "faiss-operator"
+    lease_namespace: str = "default"  # the chart sets POD_NAMESPACE: the operator's own namespace
+    lease_duration_seconds: int = 15
+    pod_name: str = ""  # POD_NAME (downward API); the host name outside a pod
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -27,4 +46,9 @@ class OperatorConfig:
             port=int(e.get("FAISS_OPERATOR_PORT", cls.port)),
             bind_host=e.get("POD_IP") or cls.bind_host,
             namespace=e.get("FAISS_OPERATOR_NAMESPACE") or None,
+            leader_election=_flag(e.get("FAISS_OPERATOR_LEADER_ELECTION"), cls.leader_election),
+            lease_name=e.get("FAISS_OPERATOR_LEASE_NAME") or cls.lease_name,
+            lease_namespace=e.get("POD_NAMESPACE") or cls.lease_namespace,
+            lease_duration_seconds=int(e.get("FAISS_OPERATOR_LEASE_DURATION_SECONDS") or cls.lease_duration_seconds),
+            pod_name=e.get("POD_NAME") or socket.gethostname(),
         )

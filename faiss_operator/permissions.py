@@ -1,8 +1,9 @@
 """The RBAC the operator needs: one entry per kind of API call its code makes.
 
-The chart's ClusterRole must grant exactly this (tests/unit/test_chart_rbac.py compares
-them); the e2e tests run the operator under that ClusterRole, so a missing entry fails
-them and an extra one fails the unit test.
+The chart's ClusterRole must grant exactly ``REQUIRED`` (tests/unit/test_chart_rbac.py
+compares them) and its namespaced leader-election Role exactly ``LEADER_ELECTION``
+(tests/unit/test_leader.py); the e2e tests run the operator under those roles, so a
+missing entry fails them and an extra one fails the unit tests.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ REQUIRED: dict[tuple[str, str], frozenset[str]] = {
     (GROUP, PLURAL): frozenset({"get", "list", "watch", "patch"}),
     # execute.py: status is written only by the operator.
     (GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
-    # execute.py creates builder Jobs, observe.observe_job reads them, handlers watches them.
-    ("batch", "jobs"): frozenset({"get", "list", "watch", "create"}),
+    # execute.py creates builder Jobs and deletes replaced/old finished ones; observe lists
+    # an index's Jobs; handlers watches them.
+    ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "delete"}),
     # observe._termination_message lists a failed Job's pods.
     ("", "pods"): frozenset({"list"}),
     # execute.py server-side applies (may create) serving objects; observe reads/watches Deployments.
@@ -23,4 +25,19 @@ REQUIRED: dict[tuple[str, str], frozenset[str]] = {
     ("", "services"): frozenset({"create", "patch"}),
     # kopf.event() posts core/v1 Events.
     ("", "events"): frozenset({"create"}),
+}
+
+# leader.py: the leader-election Lease lives in the operator's own namespace, so these are
+# granted by a Role there, never cluster-wide: create it the first time, then get and
+# update it (renew, take over, release). The chart limits get/update to the one Lease name.
+LEADER_ELECTION: dict[tuple[str, str], frozenset[str]] = {
+    ("coordination.k8s.io", "leases"): frozenset({"get", "create", "update"}),
+}
+
+# sync.py reads the DSN Secret a PostgreSQL source names, for the drift check. Optional and
+# separate (chart value rbac.readSourceSecrets, templates/rbac-source-secrets.yaml): without
+# it the operator cannot read any Secret and drift checks of PostgreSQL sources report
+# SyncFailed. Only get: the operator never lists or watches Secrets.
+SOURCE_SECRETS: dict[tuple[str, str], frozenset[str]] = {
+    ("", "secrets"): frozenset({"get"}),
 }
