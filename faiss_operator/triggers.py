@@ -12,7 +12,11 @@ One build runs at a time. In order of precedence a build is started by:
 6. ``Retry``: the last build failed; after an exponential cooldown, until
    ``build.maxConsecutiveFailures`` failures make the index Stalled.
 
-Automatic triggers (3-6) wait while the index is Stalled; ``suspend`` stops 3 and 5.
+Automatic triggers (3-6) wait while the index is Stalled; ``suspend`` stops 3 and 5. The
+level-triggered ones (4, 5) also wait out the cooldown after a failed build (the condition
+persists, so they would otherwise rebuild at once on every pass), and stop while
+``rollout.pinnedVersion`` is set (a pin holds every new build, so a rebuild cannot fix them).
+A failed drift check is not drift.
 """
 
 from __future__ import annotations
@@ -62,26 +66,29 @@ def choose_trigger(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSta
     stalled = is_stalled(spec, status) and d.trigger is None
     _schedule(obs, spec, status, running, stalled, d)
     automatic_ok = d.trigger is None and not running and not stalled
-    if automatic_ok and obs.versions is not None and status.current_version and status.pinned_version is None:
+    failed = last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED)
+    retry_at = parse_time(status.next_retry_time) if failed else None
+    level_ok = automatic_ok and spec.rollout.pinned_version is None and (retry_at is None or now >= retry_at)
+    if level_ok and obs.versions is not None and status.current_version:
         stored = obs.versions.get(status.current_version)
         if stored is None or not stored.complete:
             d.trigger = Trigger.ARTIFACTS_MISSING
             d.events.append(Event("Warning", EventReason.ARTIFACTS_MISSING,
                                   f"serving version {status.current_version} has no manifest in storage; rebuilding"))
-    if automatic_ok and d.trigger is None and status.drift and not spec.suspend and _drift_rebuilds(spec):
+    if level_ok and d.trigger is None and _drift_rebuilds(spec, status):
         d.trigger = Trigger.DRIFT
-    if automatic_ok and d.trigger is None and last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED):
-        retry_at = parse_time(status.next_retry_time)
-        if retry_at is not None and now >= retry_at:
-            d.trigger = Trigger.RETRY
+    if automatic_ok and d.trigger is None and retry_at is not None and now >= retry_at:
+        d.trigger = Trigger.RETRY
 
     if d.trigger is not None and request:
         d.updates["last_handled_rebuild"] = request  # the build starting now covers the request
     return d
 
 
-def _drift_rebuilds(spec: FaissIndexSpec) -> bool:
-    return spec.sync is not None and spec.sync.policy.value == "Rebuild"
+def _drift_rebuilds(spec: FaissIndexSpec, status: FaissIndexStatus) -> bool:
+    """Whether the drift recorded in ``status`` (not a failed check) calls for a Drift build."""
+    drift = bool(status.drift) and not status.drift.startswith("sync failed")
+    return drift and not spec.suspend and spec.sync is not None and spec.sync.policy.value == "Rebuild"
 
 
 def _schedule(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, running: bool, stalled: bool, d: TriggerDecision) -> None:

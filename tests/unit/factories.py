@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.manifest import FileEntry, Manifest, Measurements, SourceFingerprint, Timings
 from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, FaissIndexStatus, LastBuild
-from faiss_operator.model import JobObservation, Observation, ServingObservation
+from indexops_api.status import BuildResult, FaissIndexStatus, LastBuild, Trigger
+from faiss_operator.conditions import timestamp
+from faiss_operator.model import JobObservation, JobToCreate, Observation, Plan, ServingObservation, StoredVersion
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 SHA = "0" * 64
@@ -70,8 +72,10 @@ def observation(s: FaissIndexSpec | None, status: FaissIndexStatus | None = None
     if "job" in fields:
         one = fields.pop("job")
         fields["jobs"] = (one,) if one is not None else ()
+    fields.setdefault("generation", 3)
+    fields.setdefault("now", NOW)
     return Observation(
-        name="idx", namespace="ns", uid="uid-1", generation=3, now=NOW,
+        name="idx", namespace="ns", uid="uid-1",
         spec=s, spec_error=None if s is not None else fields.pop("spec_error", "bad"),
         status=status or FaissIndexStatus(), **fields,
     )
@@ -79,3 +83,61 @@ def observation(s: FaissIndexSpec | None, status: FaissIndexStatus | None = None
 
 def pointer(stable: str, generation: int = 1, candidate: str | None = None, percent: int = 0) -> ServingPointer:
     return ServingPointer(generation=generation, stable_version=stable, candidate_version=candidate, candidate_percent=percent, updated_at="t")
+
+
+# --- lifecycle builders: a serving index, finished builds, storage listings, the next pass ---
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def version(s: FaissIndexSpec, at: datetime) -> str:
+    """The id of the version of ``s`` built at ``at``."""
+    return version_id(at, build_key(s))
+
+
+def finished(s: FaissIndexSpec, result: BuildResult = BuildResult.SUCCEEDED, number: int = 1, at: datetime = NOW - timedelta(days=1),
+             message: str | None = None, trigger: Trigger | None = None) -> LastBuild:
+    key = build_key(s)
+    return LastBuild(job=job_name("idx", key, number), version=version_id(at, key), build_key=key, result=result, number=number,
+                     trigger=trigger, message=message, start_time="2026-11-20T11:00:00Z", completion_time="2026-11-20T11:30:00Z")
+
+
+def serving(s: FaissIndexSpec, at: datetime = NOW - timedelta(days=1), number: int = 1, **fields: Any) -> FaissIndexStatus:
+    """Steady state: build ``number`` of ``s`` (made at ``at``) succeeded and serves 100%."""
+    v = version(s, at)
+    base: dict[str, Any] = dict(current_version=v, last_good_version=v, rollout_percent=100, vectors=1000,
+                                last_build=finished(s, number=number, at=at), build_count=number, observed_generation=3)
+    return FaissIndexStatus(**{**base, **fields})
+
+
+def building(s: FaissIndexSpec, number: int = 2, **fields: Any) -> FaissIndexStatus:
+    """A serving index while build ``number`` of ``s`` (the version made at NOW) runs."""
+    return serving(s, last_build=running(s, number=number), build_count=number, **fields)
+
+
+def stored(*complete: str, incomplete: tuple[str, ...] = ()) -> dict[str, StoredVersion]:
+    """A storage listing: versions with a manifest, and ``incomplete`` ones without."""
+    listing = {v: StoredVersion(complete=True, files=frozenset({"manifest.json", "index.faiss"})) for v in complete}
+    listing.update({v: StoredVersion(complete=False, files=frozenset({"index.faiss"})) for v in incomplete})
+    return listing
+
+
+def job_of(create: JobToCreate, state: str = "Running", message: str = "", start_time: str | None = None) -> JobObservation:
+    """The Job a plan created, as the next pass lists it."""
+    return JobObservation(name=create.name, version=create.version, build_key=create.build_key, state=state, message=message,
+                          number=create.number, trigger=create.trigger, start_time=start_time,
+                          completion_time=None if state == "Running" else "2026-11-21T12:30:00Z")
+
+
+def next_pass(obs: Observation, plan: Plan, **changes: Any) -> Observation:
+    """The observation after ``plan`` was executed: its status written, its Job created, deleted Jobs gone."""
+    jobs = [j for j in obs.jobs if j.name not in plan.delete_jobs]
+    if plan.create_job is not None and obs.job_named(plan.create_job.name) is None:
+        jobs.append(job_of(plan.create_job, start_time=timestamp(obs.now)))
+    base: dict[str, Any] = {"status": plan.status, "jobs": tuple(jobs)}
+    if "job" in changes:
+        one = changes.pop("job")
+        changes["jobs"] = (one,) if one is not None else ()
+    return dataclasses.replace(obs, **{**base, **changes})
