@@ -52,9 +52,9 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
             ref = source.postgres.dsn_secret
             dsn = _secret_value(namespace, ref.name, ref.key)
         client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region) if source.s3 else None
-        # Anchor a time window at the build time: rows ageing out of a sliding window are not drift.
-        built = _built_at(recorded.created_at)
-        probed = probe.probe_source(source, at.spec.horizon, built, dsn=dsn, s3_client=client)
+        # Count the window the build counted: rows ageing out of a sliding window are not drift.
+        anchor = _moment(recorded.source.window_anchor)
+        probed = probe.probe_source(source, at.spec.horizon, anchor, dsn=dsn, s3_client=client)
     except Exception as exc:  # a probe failure is reported in status, never fatal to the loop
         return SyncObservation(recorded=recorded.source, error=f"{type(exc).__name__}: {exc}")
     if isinstance(probed, probe.NotProbeable):
@@ -62,9 +62,11 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
     return SyncObservation(recorded=recorded.source, probed=probed)
 
 
-def _built_at(created_at: str) -> datetime | None:
+def _moment(value: str | None) -> datetime | None:
+    if not value:
+        return None
     try:
-        moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None

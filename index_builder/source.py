@@ -92,6 +92,7 @@ class LoadedSource:
     last_modified: str | None = None
     watermark: str | None = None
     content_hash: str | None = None
+    window_anchor: str | None = None
 
 
 def load(
@@ -106,7 +107,7 @@ def load(
     if spec.source.postgres is not None:
         rows = source_postgres.read(spec.source.postgres, env, dimension=spec.dimension, on_count=on_count)
         return LoadedSource(rows.vectors, rows.ids, rows.uri, ids_uri=rows.uri, watermark=rows.watermark,
-                            content_hash=rows.content_hash)
+                            content_hash=rows.content_hash, window_anchor=rows.window_anchor)
     location = locate(spec, env)
     if location.bucket is None or (location.format == "npy" and not location.is_prefix):
         fetched = fetch(location, workdir)

@@ -42,6 +42,7 @@ class PostgresRows:
     uri: str
     watermark: str | None
     content_hash: str
+    window_anchor: str | None = None  # now() of the snapshot the window was measured from
 
 
 def parse_duration(text: str) -> timedelta:
@@ -109,6 +110,7 @@ def _stream(
     started = time.monotonic()
     _check_window(pg)
     stats = pg_shared.read_stats(conn, pg)  # the same statement as the operator's drift probe
+    anchor = _transaction_now(conn) if pg.window else None  # now() is fixed for the whole transaction
     total = stats.count
     if total == 0:
         raise TooFewVectors(f"{uri}: the {'table' if pg.table else 'query'} returned 0 rows"
@@ -144,7 +146,13 @@ def _stream(
     elapsed = max(time.monotonic() - started, 1e-9)
     log.info("postgres source read", extra={"uri": uri, "rows": done, "seconds": round(elapsed, 3),
                                             "rowsPerSecond": round(done / elapsed)})
-    return PostgresRows(vectors, ids, uri, stats.watermark, "sha256:" + digest.hexdigest())
+    return PostgresRows(vectors, ids, uri, stats.watermark, "sha256:" + digest.hexdigest(), window_anchor=anchor)
+
+
+def _transaction_now(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0].isoformat()
 
 
 def _describe_target(dsn: str) -> str:

@@ -30,6 +30,9 @@ class SourceFingerprint(ApiModel):
     last_modified: str | None = None
     watermark: str | None = None  # newest timestamp / object time seen, for drift checks
     content_hash: str | None = None  # sha256 of the vectors when cheap to compute
+    # A time-windowed database source: the database time the window was measured from, so a
+    # drift check can count the same window instead of a window that slid since.
+    window_anchor: str | None = None
 
 
 class Measurements(ApiModel):

@@ -79,6 +79,30 @@ def test_a_postgres_probe_equals_the_builders_fingerprint_until_rows_are_added(
     assert drift is not None and drift.startswith("row count 150 → 175; watermark ")
 
 
+def test_rows_ageing_out_of_the_window_after_a_build_are_not_drift_when_probed_at_its_anchor(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, postgres_dsn: str, table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import datetime
+
+    monkeypatch.setenv("FAISS_POSTGRES_DSN", postgres_dsn)
+    pg_execute(postgres_dsn, f"CREATE TABLE {table} (id bigint, embedding real[], created_at timestamptz)")
+    data = clustered(60, DIM, seed=3)
+    # 20 rows sit 2 s inside the 1 h window: they age out while the test runs
+    pg_execute(postgres_dsn, f"INSERT INTO {table} VALUES (%s, %s, now() - interval '1 hour' + %s * interval '1 second')",
+               [(i, [float(x) for x in v], 2 if i < 20 else 600) for i, v in enumerate(data)])
+    spec = {"dsnSecret": {"name": "pg"}, "table": table, "window": {"column": "created_at", "last": "1h"}}
+    recorded = _built(s3, s3_endpoint, buckets, tmp_path, {"postgres": spec})
+    assert recorded.count == 60 and recorded.window_anchor is not None
+    time.sleep(3)
+
+    anchored = probe_postgres(postgres_dsn, _pg(**spec), datetime.fromisoformat(recorded.window_anchor))
+    sliding = probe_postgres(postgres_dsn, _pg(**spec))
+
+    assert describe_drift(recorded, anchored) is None
+    assert sliding.count == 40 and describe_drift(recorded, sliding) is not None
+
+
 def test_a_postgres_query_source_probes_like_the_builder_reads_it(postgres_dsn: str, table: str) -> None:
     _create(postgres_dsn, table, 90)
     pg = _pg(query=f"SELECT id, embedding FROM {table} WHERE id % 3 = 0;", idColumn="id")
