@@ -62,6 +62,8 @@ def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
         return False, Reason.WAITING_FOR_RETRY, f"build failed ({n}/{limit} in a row); next attempt at {status.next_retry_time}"
     if spec.suspend:
         return False, Reason.SUSPENDED, "suspended: no scheduled or drift-triggered builds"
+    if is_stalled(spec, status):
+        return False, Reason.IDLE, "no automatic builds while Stalled (see the Stalled condition)"
     nxt = f"; next scheduled build at {status.next_scheduled_build}" if status.next_scheduled_build else ""
     return False, Reason.IDLE, f"nothing to build or roll out{nxt}"
 
