@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from index_serving.errors import ConfigError
+from index_serving.memory import DEFAULT_HEADROOM_FACTOR
+from index_serving.shadow import DEFAULT_CAPACITY
 from indexops_api import constants as c
 from indexops_api.constants import ENV_POD_IP, ENV_POINTER_BUCKET, ENV_POINTER_KEY, ENV_S3_ENDPOINT
 
@@ -24,6 +26,12 @@ ENV_POLL_SECONDS = c.ENV_POLL_SECONDS
 ENV_CACHE_DIR = c.ENV_CACHE_DIR
 ENV_SEARCH_THREADS = c.ENV_SEARCH_THREADS
 ENV_REGION = "AWS_DEFAULT_REGION"
+# Serving-only knobs (embedders set them; the operator does not need to).
+ENV_ENABLED = "FAISS_SERVING_ENABLED"  # false: no polling or loading, every search uses the fallback
+ENV_SHADOW_QUEUE = "FAISS_SHADOW_QUEUE"
+ENV_MEMORY_HEADROOM = "FAISS_MEMORY_HEADROOM_FACTOR"
+_FALSE = ("0", "false", "no", "off")
+_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class ServingConfig:
     cache_dir: Path = Path("/tmp/faiss-cache")
     search_threads: int = 4
     shutdown_seconds: float = 20.0
+    enabled: bool = True
+    shadow_queue_size: int = DEFAULT_CAPACITY
+    memory_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
 
     @property
     def versions_prefix(self) -> str:
@@ -60,6 +71,9 @@ class ServingConfig:
             "poll_seconds": _number(env, ENV_POLL_SECONDS, float, 2.0),
             "cache_dir": Path(env.get(ENV_CACHE_DIR) or "/tmp/faiss-cache"),
             "search_threads": _number(env, ENV_SEARCH_THREADS, int, 4),
+            "enabled": _flag(env, ENV_ENABLED, True),
+            "shadow_queue_size": _number(env, ENV_SHADOW_QUEUE, int, DEFAULT_CAPACITY),
+            "memory_headroom_factor": _number(env, ENV_MEMORY_HEADROOM, float, DEFAULT_HEADROOM_FACTOR),
         }
         values.update(given)
         missing = [name for name, var in (("pointer_bucket", ENV_POINTER_BUCKET), ("pointer_key", ENV_POINTER_KEY))
@@ -78,6 +92,10 @@ class ServingConfig:
             raise ConfigError(f"poll interval must be positive, got {self.poll_seconds}")
         if self.search_threads < 1:
             raise ConfigError(f"search threads must be >= 1, got {self.search_threads}")
+        if self.shadow_queue_size < 1:
+            raise ConfigError(f"shadow queue size must be >= 1, got {self.shadow_queue_size}")
+        if self.memory_headroom_factor < 0:
+            raise ConfigError(f"memory headroom factor must be >= 0 (0 disables the check), got {self.memory_headroom_factor}")
 
     def with_overrides(self, **overrides: Any) -> "ServingConfig":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -91,3 +109,12 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
         return kind(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ConfigError(f"{name}={env[name]!r} is not a boolean (true/false)")

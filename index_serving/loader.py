@@ -5,7 +5,10 @@ downloaded to a temporary name, its size and sha256 compared with the manifest, 
 only then renamed into the version's cache directory. Files already cached are
 re-verified rather than trusted, so a corrupt cache is repaired by a fresh download.
 The index is memory-mapped when FAISS supports it for the type (flat codes, IVF lists),
-which lets several versions share RAM with the page cache during a canary.
+which lets several versions share RAM with the page cache during a canary. Before a
+version is handed over it answers a few warm-up searches, so the first real queries do
+not pay for page faults and lazy initialisation, and a version whose search crashes is
+rejected before it is ever served.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +34,8 @@ from indexops_store.s3 import ArtifactStore, StorageError, sha256_file
 
 log = logging.getLogger(__name__)
 
+WARMUP_QUERIES = 16
+WARMUP_K = 10
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
 # Most mapped first; each step back is a fallback for types/builds that refuse the flag.
 _READ_MODES = (
@@ -56,6 +62,7 @@ class LoadedVersion:
     read_mode: str
     load_seconds: float
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    warmup_seconds: float = 0.0
 
     @property
     def dimension(self) -> int:
@@ -91,11 +98,14 @@ class VersionLoader:
     def directory(self, version: str) -> Path:
         return self.cache_dir / version
 
-    def load(self, version: str) -> LoadedVersion:
+    def load(self, version: str, admit: Callable[[Manifest], None] | None = None) -> LoadedVersion:
+        """Fetch, verify, load and warm up; ``admit`` may veto (raise) once the manifest is read."""
         started = time.perf_counter()
         if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
         manifest = self._manifest(version)
+        if admit is not None:
+            admit(manifest)  # before downloading: a refused version costs no transfer
         directory = self.directory(version)
         directory.mkdir(parents=True, exist_ok=True)
         for entry in manifest.files:
@@ -104,10 +114,12 @@ class VersionLoader:
         ids = self._read_ids(version, directory / manifest.ids_file)
         self._check_consistent(version, manifest, index, ids)
         apply_search_parameters(version, index, manifest.search_parameters)
-        seconds = time.perf_counter() - started
+        loaded = warm_up(LoadedVersion(version, manifest, index, ids, directory, mode, time.perf_counter() - started))
         log.info("version loaded", extra={"version": version, "vectors": index.ntotal, "readMode": mode,
-                                          "seconds": round(seconds, 3), "searchParameters": manifest.search_parameters})
-        return LoadedVersion(version, manifest, index, ids, directory, mode, seconds)
+                                          "seconds": round(loaded.load_seconds, 3),
+                                          "warmupSeconds": round(loaded.warmup_seconds, 3),
+                                          "searchParameters": manifest.search_parameters})
+        return loaded
 
     def discard(self, version: str) -> None:
         """Remove a version's cached files (open mmaps stay valid until released)."""
@@ -181,6 +193,19 @@ class VersionLoader:
                 version, "load",
                 f"index holds {index.ntotal} vectors, ids {ids.shape[0]}, manifest says {manifest.vectors}",
             )
+
+
+def warm_up(loaded: LoadedVersion, queries: int = WARMUP_QUERIES, k: int = WARMUP_K) -> LoadedVersion:
+    """Search random queries once (faults in mmapped pages, checks search works); rejects on error."""
+    vectors = np.random.default_rng(0).standard_normal((queries, loaded.dimension)).astype(np.float32)
+    started = time.perf_counter()
+    try:
+        ids, _ = loaded.search(vectors, k)
+    except Exception as exc:
+        raise VersionRejected(loaded.version, "warmup", f"warm-up search failed: {type(exc).__name__}: {exc}") from exc
+    if len(ids) != queries:
+        raise VersionRejected(loaded.version, "warmup", f"warm-up search answered {len(ids)} of {queries} queries")
+    return replace(loaded, warmup_seconds=time.perf_counter() - started)
 
 
 def apply_search_parameters(version: str, index: faiss.Index, search: dict[str, int]) -> None:

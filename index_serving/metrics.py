@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+from index_serving.analysis import LATENCY_BOUNDS_MS
+
+# The analysis window's bounds, in seconds: /metrics and /v1/status bucket alike.
+LATENCY_BUCKETS = tuple(ms / 1000.0 for ms in LATENCY_BOUNDS_MS)
 NO_VERSION = "none"
 
 
@@ -33,12 +36,40 @@ class ServingMetrics:
         self.vectors = Gauge("faiss_serving_index_vectors", "Vectors in each loaded version.", ["version"], registry=r)
         self.swaps = Counter("faiss_serving_swaps", "Atomic snapshot swaps (a new set of versions went live).", registry=r)
         self.load_failures = Counter(
-            "faiss_serving_load_failures", "Versions rejected, by version and reason (manifest|download|checksum|load|invalid).",
+            "faiss_serving_load_failures", "Versions rejected, by version and reason (manifest|memory|download|checksum|load|warmup|invalid).",
             ["version", "reason"], registry=r,
         )
         self.fallbacks = Counter(
             "faiss_serving_candidate_fallbacks",
-            "Queries routed to a candidate that is not loaded, answered by stable instead.", registry=r,
+            "Queries routed to a candidate that is not loaded or whose search failed, answered by stable instead.",
+            registry=r,
+        )
+        self.search_errors = Counter(
+            "faiss_serving_search_errors", "Searches that raised inside FAISS or the runtime, by version.", ["version"],
+            registry=r,
+        )
+        self.fallback_searches = Counter(
+            "faiss_serving_fallback_searches",
+            "Searches answered by the embedder's fallback, by reason (disabled|no-index|error).", ["reason"], registry=r,
+        )
+        self.shadow_queries = Counter(
+            "faiss_serving_shadow_queries", "Query vectors also run on the candidate and compared, by candidate version.",
+            ["version"], registry=r,
+        )
+        self.shadow_overlap = Counter(
+            "faiss_serving_shadow_overlap",
+            "Sum of overlap@k (0..1 per query) of candidate vs stable; divide by shadow_queries for the mean.",
+            ["version"], registry=r,
+        )
+        self.shadow_errors = Counter(
+            "faiss_serving_shadow_errors", "Shadow searches that raised on the candidate.", ["version"], registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "faiss_serving_shadow_dropped", "Shadow searches dropped because the shadow queue was full.", registry=r,
+        )
+        self.memory_available = Gauge(
+            "faiss_serving_memory_available_bytes",
+            "Memory available for another index at the last headroom check (cgroup limit or MemAvailable).", registry=r,
         )
         self.pointer_errors = Counter("faiss_serving_pointer_errors", "Failed reads of the serving pointer.", registry=r)
         self.pointer_generation = Gauge("faiss_serving_pointer_generation", "Generation of the last pointer read.", registry=r)

@@ -1,4 +1,4 @@
-"""Pure canary routing: which loaded version answers a query.
+"""Pure canary routing: which loaded version answers a query, and which are shadowed.
 
 Routing is a consistent hash of the query key, so one key (a user, a session, a
 forecast cell) always sees the same version for a given percent, and raising the
@@ -21,6 +21,17 @@ def route_bucket(key: str) -> int:
 def goes_to_candidate(key: str, candidate_percent: int) -> bool:
     """True iff ``int(sha256(key)) % 100 < candidate_percent``."""
     return candidate_percent > 0 and route_bucket(key) < candidate_percent
+
+
+def goes_to_shadow(key: str, shadow_percent: int) -> bool:
+    """True for about ``shadow_percent``% of keys, deterministically per key.
+
+    Salted differently from canary routing on purpose: shadowing samples the
+    stable-routed keys, which are exactly the keys whose routing bucket is at or above
+    the candidate percent; the same bucket would never pick one of them when the shadow
+    percent is at or below the candidate percent.
+    """
+    return shadow_percent > 0 and route_bucket(f"shadow:{key}") < shadow_percent
 
 
 def request_key(key: str | None) -> str:

@@ -6,16 +6,22 @@ yet, and replaces the snapshot reference in one assignment under a lock; a searc
 takes the reference once at its start, so in-flight queries finish on the versions
 they started with and nothing is ever half-swapped. A version that fails to load is
 never part of a snapshot: the previous one keeps serving, the failure is logged and
-counted, and the version is retried with exponential backoff.
+counted, and the version is retried with exponential backoff. Loading a version while
+another is loaded first checks memory headroom (``memory.py``).
+
+Each search is counted in the analysis window of its snapshot (``analysis.py``): a
+candidate search that raises is answered by stable instead (a fallback, never a failed
+request), and a sampled share of stable-routed queries is also run on the candidate by
+the shadow worker (``shadow.py``) to measure overlap@k off the request path.
 
 The HTTP server is one user of this class; a service can embed it directly:
 
-    runtime = IndexRuntime.from_config(ServingConfig.from_env())
+    runtime = IndexRuntime.from_config(ServingConfig.from_env(),   # FAISS_SERVING_ENABLED=false: fallback only
+                                       fallback=ExactFallback(small_set, ids))  # or any (queries, k) -> (ids, distances)
     runtime.start()                      # background polling
-    try:
-        result = runtime.search(vectors, k=10, key=user_id)
-    except NoIndexLoaded:
-        ...                              # the caller's fallback
+    result = runtime.search(vectors, k=10, key=user_id)   # result.role == "fallback" when no index answered
+
+Without a fallback, ``search`` raises ``NoIndexLoaded`` until a version is loaded.
 """
 
 from __future__ import annotations
@@ -25,17 +31,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from index_serving.analysis import AnalysisWindow
 from index_serving.config import ServingConfig
 from index_serving.errors import BadRequest, NoIndexLoaded, VersionRejected
+from index_serving.fallback import Fallback
 from index_serving.loader import LoadedVersion, VersionLoader, is_safe_name
+from index_serving.memory import DEFAULT_HEADROOM_FACTOR, MemoryReader, MemoryReading, headroom_problem, read_available_memory
 from index_serving.metrics import ServingMetrics
 from index_serving.request import check_queries
-from index_serving.routing import goes_to_candidate, request_key
+from index_serving.routing import goes_to_candidate, goes_to_shadow, request_key
+from index_serving.shadow import DEFAULT_CAPACITY, ShadowJob, ShadowWorker
 from index_serving.snapshot import SearchResult, Snapshot, describe
 from indexops_api.pointer import ServingPointer
 from indexops_store.s3 import ArtifactStore, StorageError, make_client
@@ -43,6 +54,7 @@ from indexops_store.s3 import ArtifactStore, StorageError, make_client
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+FALLBACK_VERSION = "fallback"
 
 
 @dataclass
@@ -64,14 +76,28 @@ class IndexRuntime:
         poll_seconds: float = 2.0,
         metrics: ServingMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
+        fallback: Fallback | None = None,
+        loader: VersionLoader | None = None,
+        memory: MemoryReader = read_available_memory,
+        memory_headroom_factor: float = DEFAULT_HEADROOM_FACTOR,
+        shadow_queue_size: int = DEFAULT_CAPACITY,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.store = store
         self.pointer_key = pointer_key
         self.poll_seconds = poll_seconds
         self.metrics = metrics or ServingMetrics()
         prefix = versions_prefix or ServingConfig(store.bucket, pointer_key).versions_prefix
-        self.loader = VersionLoader(store, prefix, cache_dir)
+        self.loader = loader or VersionLoader(store, prefix, cache_dir)
+        self.enabled = enabled
+        self.fallback = fallback
+        self.shadow = ShadowWorker(self.metrics, shadow_queue_size)
+        self._memory = memory
+        self._memory_factor = memory_headroom_factor
+        self._last_memory: MemoryReading | None = None
         self._clock = clock
+        self._wall_clock = wall_clock
         self._snapshot = Snapshot()
         self._lock = threading.Lock()  # guards the snapshot reference
         self._refresh_lock = threading.Lock()  # one refresh at a time
@@ -83,10 +109,12 @@ class IndexRuntime:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, config: ServingConfig, metrics: ServingMetrics | None = None) -> "IndexRuntime":
+    def from_config(cls, config: ServingConfig, metrics: ServingMetrics | None = None,
+                    fallback: Fallback | None = None) -> "IndexRuntime":
         store = ArtifactStore(make_client(config.endpoint, config.region), config.pointer_bucket)
         return cls(store, config.pointer_key, config.cache_dir, versions_prefix=config.versions_prefix,
-                   poll_seconds=config.poll_seconds, metrics=metrics)
+                   poll_seconds=config.poll_seconds, metrics=metrics, enabled=config.enabled, fallback=fallback,
+                   memory_headroom_factor=config.memory_headroom_factor, shadow_queue_size=config.shadow_queue_size)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -99,24 +127,64 @@ class IndexRuntime:
         return self._snapshot.stable is not None
 
     def search(self, vectors: Any, k: int, key: str | None = None) -> SearchResult:
-        """Search the version the key routes to; raises ``NoIndexLoaded`` or ``BadRequest``."""
+        """Search the version the key routes to.
+
+        Raises ``BadRequest`` for malformed queries, ``NoIndexLoaded`` when no version is
+        loaded (or serving is disabled) and there is no fallback, and the search's own
+        exception when stable fails and there is no fallback.
+        """
         snap = self._snapshot  # one read: the whole query uses this snapshot
-        if snap.stable is None:
-            raise NoIndexLoaded("no index version is loaded yet")
-        queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        if queries.ndim == 1:
-            queries = queries.reshape(1, -1)
-        if queries.ndim != 2 or queries.shape[0] == 0 or not np.isfinite(queries).all():
-            raise BadRequest("vectors must be a non-empty 2-D array of finite numbers")
-        if not isinstance(k, int) or k < 1:
-            raise BadRequest(f"k must be a positive integer, got {k!r}")
-        target, role, fallback = self._route(snap, request_key(key))
+        queries = _as_queries(vectors, k)
+        if not self.enabled or snap.stable is None:
+            reason = "disabled" if not self.enabled else "no-index"
+            if self.fallback is None:
+                raise NoIndexLoaded("serving is disabled" if not self.enabled else "no index version is loaded yet")
+            return self._use_fallback(queries, k, reason)
+        key = request_key(key)
+        target, role, fallback = self._route(snap, key)
         check_queries(queries, dimension=target.dimension, cosine=target.cosine)
+        if role == "candidate":
+            try:
+                return self._search_version(snap, target, role, queries, k)
+            except Exception as exc:
+                self._failed(snap, target, exc, fallback=True)
+                self.metrics.fallbacks.inc()
+                target, role, fallback = snap.stable, "stable", True
+                check_queries(queries, dimension=target.dimension, cosine=target.cosine)
+        try:
+            result = self._search_version(snap, target, role, queries, k, fallback)
+        except Exception as exc:
+            self._failed(snap, target, exc, fallback=self.fallback is not None)
+            if self.fallback is None:
+                raise
+            return self._use_fallback(queries, k, "error")
+        if not fallback and snap.candidate is not None and goes_to_shadow(key, snap.shadow_percent) and snap.window:
+            self.shadow.submit(ShadowJob(snap.window, snap.candidate, queries.copy(), k, result.ids))
+        return result
+
+    def _search_version(self, snap: Snapshot, target: LoadedVersion, role: str, queries: np.ndarray, k: int,
+                        fallback: bool = False) -> SearchResult:
         started = time.perf_counter()
         ids, distances = target.search(queries, k)
-        self.metrics.latency.labels(version=target.version).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.latency.labels(version=target.version).observe(seconds)
         self.metrics.queries.labels(version=target.version).inc(queries.shape[0])
+        if snap.window is not None:
+            snap.window.record_request(target.version, seconds=seconds)
         return SearchResult(target.version, role, ids, distances, fallback)
+
+    def _failed(self, snap: Snapshot, target: LoadedVersion, exc: Exception, *, fallback: bool) -> None:
+        self.metrics.search_errors.labels(version=target.version).inc()
+        if snap.window is not None:
+            snap.window.record_request(target.version, error=True, fallback=fallback)
+        log.error("search failed", extra={"version": target.version, "error": f"{type(exc).__name__}: {exc}",
+                                          "fallback": fallback}, exc_info=None if fallback else exc)
+
+    def _use_fallback(self, queries: np.ndarray, k: int, reason: str) -> SearchResult:
+        assert self.fallback is not None
+        ids, distances = self.fallback(queries, k)
+        self.metrics.fallback_searches.labels(reason=reason).inc()
+        return SearchResult(FALLBACK_VERSION, "fallback", [list(r) for r in ids], [list(r) for r in distances], True)
 
     def _route(self, snap: Snapshot, key: str) -> tuple[LoadedVersion, str, bool]:
         assert snap.stable is not None
@@ -125,7 +193,7 @@ class IndexRuntime:
         wanted = snap.pointer
         if (snap.candidate is None and wanted is not None and wanted.candidate_version
                 and goes_to_candidate(key, wanted.candidate_percent)):
-            self.metrics.fallbacks.inc()
+            self.metrics.fallbacks.inc()  # not in the window: it describes an older, fully applied pointer
             return snap.stable, "stable", True
         return snap.stable, "stable", False
 
@@ -133,6 +201,8 @@ class IndexRuntime:
 
     def refresh(self) -> bool:
         """Read the pointer and load/swap as needed; True when the served versions changed."""
+        if not self.enabled:
+            return False
         with self._refresh_lock:
             try:
                 pointer, _ = self.store.read_pointer(self.pointer_key)
@@ -154,21 +224,24 @@ class IndexRuntime:
         current = self._snapshot
         have = current.versions()
         wanted = [pointer.stable_version]
-        if pointer.candidate_version and pointer.candidate_percent > 0:
-            wanted.append(pointer.candidate_version)
+        if pointer.candidate_version and (pointer.candidate_percent > 0 or pointer.shadow_percent > 0):
+            wanted.append(pointer.candidate_version)  # loaded for shadowing even at 0%
         for version in wanted:
             if version not in have and self._due(version):
-                loaded = self._load(version)
+                loaded = self._load(version, others=len(have))
                 if loaded is not None:
                     have[version] = loaded
         stable = have.get(pointer.stable_version) or current.stable
         candidate = None
         if len(wanted) > 1 and stable is not None and wanted[1] != stable.version:
             candidate = have.get(wanted[1])
-        new = Snapshot(stable, candidate, pointer.candidate_percent if candidate else 0, pointer)
+        window = current.window
         if all(v in have for v in wanted):
             self._applied_generation = pointer.generation
             self.metrics.applied_generation.set(pointer.generation)
+            if window is None or window.generation != pointer.generation:
+                window = AnalysisWindow.open(pointer, self._wall_clock())
+        new = Snapshot(stable, candidate, pointer.candidate_percent if candidate else 0, pointer, window)
         changed = new.shape() != current.shape()
         with self._lock:
             self._snapshot = new
@@ -184,9 +257,9 @@ class IndexRuntime:
         self._drop_unreferenced(set(new.versions()) | set(wanted))
         return changed
 
-    def _load(self, version: str) -> LoadedVersion | None:
+    def _load(self, version: str, others: int) -> LoadedVersion | None:
         try:
-            loaded = self.loader.load(version)
+            loaded = self.loader.load(version, admit=self._admit if others else None)
         except VersionRejected as exc:
             self._record_failure(version, exc.reason, str(exc))
             return None
@@ -196,6 +269,16 @@ class IndexRuntime:
             return None
         self._failures.pop(version, None)
         return loaded
+
+    def _admit(self, manifest: Any) -> None:
+        """Refuse a version that would not fit next to the loaded one(s)."""
+        reading = self._memory()
+        self._last_memory = reading
+        if reading is not None:
+            self.metrics.memory_available.set(reading.available_bytes)
+        problem = headroom_problem(manifest.size_bytes, reading, self._memory_factor)
+        if problem is not None:
+            raise VersionRejected(manifest.version, "memory", problem)
 
     def _due(self, version: str) -> bool:
         failure = self._failures.get(version)
@@ -226,7 +309,8 @@ class IndexRuntime:
 
     def start(self) -> None:
         """Poll the pointer every ``poll_seconds`` in a daemon thread (first poll at once)."""
-        if self._thread is not None:
+        self.shadow.open()
+        if self._thread is not None or not self.enabled:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, name="faiss-pointer-poller", daemon=True)
@@ -237,6 +321,7 @@ class IndexRuntime:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.shadow.close(timeout)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -252,6 +337,7 @@ class IndexRuntime:
         if snap.candidate:
             roles[snap.candidate.version] = "candidate"
         return {
+            "enabled": self.enabled,
             "ready": snap.stable is not None,
             "pointer": snap.pointer.to_wire() if snap.pointer else None,
             "pointerGeneration": snap.pointer.generation if snap.pointer else None,
@@ -264,4 +350,20 @@ class IndexRuntime:
                  "retryInSeconds": round(max(0.0, f.retry_at - now), 1)}
                 for v, f in self._failures.items()
             ],
+            "rollout": snap.window.to_wire() if snap.window is not None else None,
+            "shadowQueue": self.shadow.status(),
+            "memory": self._last_memory.to_wire() if self._last_memory is not None else None,
+            "fallbackConfigured": self.fallback is not None,
         }
+
+
+def _as_queries(vectors: Any, k: int) -> np.ndarray:
+    """The library's own validation (the HTTP server has already done stricter checks)."""
+    queries = np.ascontiguousarray(vectors, dtype=np.float32)
+    if queries.ndim == 1:
+        queries = queries.reshape(1, -1)
+    if queries.ndim != 2 or queries.shape[0] == 0 or queries.shape[1] == 0 or not np.isfinite(queries).all():
+        raise BadRequest("vectors must be a non-empty 2-D array of finite numbers")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise BadRequest(f"k must be a positive integer, got {k!r}")
+    return queries

@@ -7,9 +7,10 @@ with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from index_serving.analysis import AnalysisWindow
 from index_serving.loader import LoadedVersion
 from indexops_api.pointer import ServingPointer
 
@@ -20,6 +21,14 @@ class Snapshot:
     candidate: LoadedVersion | None = None
     candidate_percent: int = 0
     pointer: ServingPointer | None = None  # the pointer this snapshot was derived from
+    # Counters of the last fully applied pointer generation; a query records into the
+    # window of the snapshot it started with, so a step change never splits a request.
+    window: AnalysisWindow | None = field(default=None, compare=False)
+
+    @property
+    def shadow_percent(self) -> int:
+        """Share of stable-routed queries to shadow: only with a loaded candidate."""
+        return self.pointer.shadow_percent if self.pointer is not None and self.candidate is not None else 0
 
     def versions(self) -> dict[str, LoadedVersion]:
         return {v.version: v for v in (self.stable, self.candidate) if v is not None}
@@ -35,10 +44,10 @@ class Snapshot:
 @dataclass(frozen=True)
 class SearchResult:
     version: str
-    role: str  # "stable" | "candidate"
+    role: str  # "stable" | "candidate" | "fallback" (the embedder's fallback callable answered)
     ids: list[list[int]]
     distances: list[list[float]]
-    fallback: bool  # routed to a candidate that is not loaded
+    fallback: bool  # not answered by the version the key routes to (candidate not loaded or failed, or no index)
 
 
 def describe(lv: LoadedVersion, role: str) -> dict[str, Any]:
@@ -56,5 +65,6 @@ def describe(lv: LoadedVersion, role: str) -> dict[str, Any]:
         "k": m.measurements.k,
         "loadedAt": lv.loaded_at.isoformat(),
         "loadSeconds": round(lv.load_seconds, 3),
+        "warmupSeconds": round(lv.warmup_seconds, 3),
         "readMode": lv.read_mode,
     }

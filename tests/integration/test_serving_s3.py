@@ -42,14 +42,15 @@ def publish(s3: Any, endpoint: str, buckets: Buckets, tmp_path: Path, version: s
     assert result.exit_code == 0, result.termination
 
 
-def point_to(s3: Any, buckets: Buckets, stable: str, candidate: str | None = None, percent: int = 0) -> None:
+def point_to(s3: Any, buckets: Buckets, stable: str, candidate: str | None = None, percent: int = 0,
+             shadow: int = 0) -> None:
     store = ArtifactStore(s3, buckets.artifacts)
     key = pointer_key("faiss-indexes", "team-a", INDEX, "6h")
     current, etag = store.read_pointer(key)
     store.write_pointer(
         key,
         ServingPointer(generation=(current.generation + 1) if current else 1, stable_version=stable,
-                       candidate_version=candidate, candidate_percent=percent,
+                       candidate_version=candidate, candidate_percent=percent, shadow_percent=shadow,
                        updated_at=datetime.now(timezone.utc).isoformat()),
         etag=etag,
     )
@@ -197,6 +198,47 @@ def test_during_a_canary_each_key_is_answered_by_the_version_its_hash_routes_to(
 
     assert answered == {key: "v2" if goes_to_candidate(key, 30) else "v1" for key in keys}
     assert set(answered.values()) == {"v1", "v2"}
+
+
+def test_status_reports_each_step_s_analysis_window_with_shadow_overlap_and_restarts_it_on_a_step_change(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path
+) -> None:
+    data = clustered(600, DIM, seed=1)
+    publish(s3, s3_endpoint, buckets, tmp_path, "v1", data)
+    publish(s3, s3_endpoint, buckets, tmp_path, "v2", data)  # same vectors: exact search agrees fully
+    point_to(s3, buckets, "v1", candidate="v2", percent=30, shadow=100)
+    keys = [f"user-{i}" for i in range(40)]
+    to_candidate = sum(goes_to_candidate(key, 30) for key in keys)
+    queries = clustered(2, DIM, seed=7).tolist()
+
+    def rollout() -> dict[str, Any]:
+        return http("GET", f"{server.url}/v1/status")[1]["rollout"]
+
+    with running_server(config(s3_endpoint, buckets, tmp_path)) as server:
+        wait_for(lambda: len(http("GET", f"{server.url}/v1/status")[1]["versions"]) == 2, what="both versions loaded")
+        for key in keys:
+            assert http("POST", f"{server.url}/v1/search", {"vectors": queries, "k": 5, "key": key})[0] == 200
+        first = wait_for(lambda: (r := rollout())["versions"]["v2"]["shadow"]["queries"] == 2 * (40 - to_candidate) and r,
+                         what="every stable-routed query shadowed")
+        status = http("GET", f"{server.url}/v1/status")[1]
+
+        point_to(s3, buckets, "v1", candidate="v2", percent=60, shadow=100)
+        second = wait_for(lambda: (r := rollout())["generation"] == 2 and r, what="the step change applied")
+
+    assert status["appliedGeneration"] == first["generation"] == 1
+    assert (first["stableVersion"], first["candidateVersion"], first["candidatePercent"], first["shadowPercent"]) == (
+        "v1", "v2", 30, 100)
+    stable, candidate = first["versions"]["v1"], first["versions"]["v2"]
+    assert (stable["role"], stable["requests"], stable["errors"]) == ("stable", 40 - to_candidate, 0)
+    assert (candidate["role"], candidate["requests"], candidate["fallbacks"]) == ("candidate", to_candidate, 0)
+    assert candidate["latencyMs"]["count"] == to_candidate and len(candidate["latencyMs"]["counts"]) == 13
+    assert candidate["latencyMs"]["counts"][-1] == to_candidate  # every search well under 5 s
+    assert candidate["shadow"] == {"queries": 2 * (40 - to_candidate), "overlapSum": 2.0 * (40 - to_candidate), "k": 5,
+                                   "errors": 0}
+    assert status["shadowQueue"]["dropped"] == 0
+    assert second["candidatePercent"] == 60
+    assert [v["requests"] for v in second["versions"].values()] == [0, 0]
+    assert second["since"] >= first["since"]
 
 
 def test_the_server_process_binds_the_pod_ip_and_exits_0_on_sigterm(

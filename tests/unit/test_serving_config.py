@@ -43,3 +43,20 @@ def test_malformed_numbers_are_config_errors(name: str, value: str) -> None:
 
 def test_versions_are_looked_up_next_to_the_pointer() -> None:
     assert ServingConfig.from_env(ENV).versions_prefix == "faiss-indexes/ns/idx/6h/versions"
+
+
+def test_the_serving_feature_flag_shadow_queue_and_memory_factor_come_from_the_environment() -> None:
+    config = ServingConfig.from_env({**ENV, "FAISS_SERVING_ENABLED": "false", "FAISS_SHADOW_QUEUE": "8",
+                                     "FAISS_MEMORY_HEADROOM_FACTOR": "0"})
+    assert (config.enabled, config.shadow_queue_size, config.memory_headroom_factor) == (False, 8, 0.0)
+    assert ServingConfig.from_env(ENV).enabled is True
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("FAISS_SERVING_ENABLED", "maybe", "FAISS_SERVING_ENABLED='maybe' is not a boolean"),
+    ("FAISS_SHADOW_QUEUE", "0", "shadow queue size must be >= 1"),
+    ("FAISS_MEMORY_HEADROOM_FACTOR", "-1", "0 disables the check"),
+])
+def test_a_malformed_flag_queue_size_or_memory_factor_is_a_config_error(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServingConfig.from_env({**ENV, name: value})

@@ -73,9 +73,9 @@ class MemoryStore:
         )
         return data
 
-    def point(self, generation: int, stable: str, candidate: str | None = None, percent: int = 0) -> None:
+    def point(self, generation: int, stable: str, candidate: str | None = None, percent: int = 0, shadow: int = 0) -> None:
         self.pointer = ServingPointer(generation=generation, stable_version=stable, candidate_version=candidate,
-                                      candidate_percent=percent, updated_at="2026-01-01T00:00:00Z")
+                                      candidate_percent=percent, shadow_percent=shadow, updated_at="2026-01-01T00:00:00Z")
 
 
 class Clock:
@@ -101,7 +101,7 @@ def runtime(store: MemoryStore, clock: Clock, tmp_path: Path) -> IndexRuntime:
     return IndexRuntime(store, "p/ns/idx/6h/pointer.json", tmp_path, poll_seconds=2.0, clock=clock)  # type: ignore[arg-type]
 
 
-def _key_routed(to_candidate: bool, percent: int) -> str:
+def key_routed(to_candidate: bool, percent: int) -> str:
     return next(k for k in (f"k{i}" for i in range(1000)) if goes_to_candidate(k, percent) == to_candidate)
 
 
@@ -162,8 +162,8 @@ def test_queries_routed_to_an_unloadable_candidate_fall_back_to_stable_and_are_c
     store.point(1, "v1", candidate="v2", percent=50)
     runtime.refresh()
 
-    to_candidate = runtime.search(np.zeros(DIM), 1, key=_key_routed(True, 50))
-    to_stable = runtime.search(np.zeros(DIM), 1, key=_key_routed(False, 50))
+    to_candidate = runtime.search(np.zeros(DIM), 1, key=key_routed(True, 50))
+    to_stable = runtime.search(np.zeros(DIM), 1, key=key_routed(False, 50))
 
     assert (to_candidate.version, to_candidate.fallback) == ("v1", True)
     assert (to_stable.version, to_stable.fallback) == ("v1", False)
@@ -177,7 +177,7 @@ def test_promoting_a_loaded_candidate_swaps_without_downloading_again_and_drops_
     store.publish("v2", seed=2)
     store.point(1, "v1", candidate="v2", percent=10)
     runtime.refresh()
-    assert runtime.search(np.zeros(DIM), 1, key=_key_routed(True, 10)).role == "candidate"
+    assert runtime.search(np.zeros(DIM), 1, key=key_routed(True, 10)).role == "candidate"
     downloads = len(store.downloads)
 
     store.point(2, "v2")
