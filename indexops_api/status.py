@@ -7,9 +7,9 @@ alerts and ArgoCD health checks can rely on them.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from indexops_api.base import ApiModel
 
@@ -141,38 +141,37 @@ class FaissIndexStatus(ApiModel):
     # operator versions: ignore what we do not know instead of failing.
     model_config = ApiModel.model_config | ConfigDict(extra="ignore")
 
-    observed_generation: int | None = None
-    phase: str | None = None
-    conditions: list[Condition] = []
-    current_version: str | None = None
-    candidate_version: str | None = None
-    last_good_version: str | None = None
-    rollout_percent: int | None = None
-    recall: float | None = None
-    p99_latency_ms: float | None = None
-    vectors: int | None = None
-    size_bytes: int | None = None
-    serving_since: str | None = None
-    last_build: LastBuild | None = None
-    history: list[LastBuild] = []  # finished builds, newest first, bounded
-    build_count: int = 0  # builds started; numbers Job names so a restart re-derives the same one
-    consecutive_failures: int = 0
-    next_retry_time: str | None = None
-    last_schedule_time: str | None = None
-    next_scheduled_build: str | None = None
-    last_handled_rebuild: str | None = None  # value of the rebuild-requested-at annotation
-    last_sync_time: str | None = None
-    drift: str | None = None  # what the last sync found different, None when in sync
-    pinned_version: str | None = None
-    stored_versions: int | None = None
-    last_handled_promote: str | None = None  # value of the promote-requested-at annotation
-    last_handled_abort: str | None = None  # value of the abort-requested-at annotation
-    rolled_back_version: str | None = None
-    rollback_reason: str | None = None
-    rollout_step: int | None = None  # index into spec.rollout.steps while a stepped rollout runs
-    step_started_at: str | None = None
-    analysis: StepAnalysis | None = None
-    replicas_on_versions: str | None = None  # e.g. "2/2 replicas serve the expected versions"
+    observed_generation: Annotated[int | None, Field(description="The metadata.generation this status describes.")] = None
+    phase: Annotated[str | None, Field(description="One word for kubectl get, derived from the conditions.")] = None
+    conditions: Annotated[list[Condition], Field(description="Ready, Progressing, Degraded, Stalled (reasons from a fixed set).")] = []
+    current_version: Annotated[str | None, Field(description="The version serving (100% without a candidate).")] = None
+    candidate_version: Annotated[str | None, Field(description="The validated version in a canary / rollout step.")] = None
+    last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout.")] = None
+    rollout_percent: Annotated[int | None, Field(description="Share of queries the candidate receives (100 without a candidate).")] = None
+    recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version.")] = None
+    p99_latency_ms: Annotated[float | None, Field(description="Single-query p99 latency the builder measured for the serving version.")] = None
+    vectors: Annotated[int | None, Field(description="Vectors in the serving version.")] = None
+    size_bytes: Annotated[int | None, Field(description="Size of the serving version's files.")] = None
+    serving_since: Annotated[str | None, Field(description="When the serving version became current.")] = None
+    last_build: Annotated[LastBuild | None, Field(description="The newest build: Job, version, number, trigger, times, result, reason.")] = None
+    history: Annotated[list[LastBuild], Field(description="Finished builds before lastBuild, newest first (at most 10).")] = []
+    build_count: Annotated[int, Field(description="Builds started; numbers Job names so a restarted operator derives the same one.")] = 0
+    consecutive_failures: Annotated[int, Field(description="Failed or rejected builds in a row; Stalled at build.maxConsecutiveFailures.")] = 0
+    next_retry_time: Annotated[str | None, Field(description="When a failed build is retried.")] = None
+    last_schedule_time: Annotated[str | None, Field(description="The last cron fire time handled (built or skipped).")] = None
+    next_scheduled_build: Annotated[str | None, Field(description="The next cron fire time (empty when suspended or unscheduled).")] = None
+    last_handled_rebuild: Annotated[str | None, Field(description="The last value of the rebuild-requested-at annotation acted on.")] = None
+    last_sync_time: Annotated[str | None, Field(description="When the drift check last ran.")] = None
+    drift: Annotated[str | None, Field(description="What the last drift check found different (empty when in sync).")] = None
+    pinned_version: Annotated[str | None, Field(description="The version serving because spec.rollout.pinnedVersion names it.")] = None
+    stored_versions: Annotated[int | None, Field(description="Versions in storage after retention.")] = None
+    last_handled_promote: Annotated[str | None, Field(description="The last value of the promote-requested-at annotation acted on.")] = None
+    last_handled_abort: Annotated[str | None, Field(description="The last value of the abort-requested-at annotation acted on.")] = None
+    rolled_back_version: Annotated[str | None, Field(description="The last candidate taken out of rotation.")] = None
+    rollback_reason: Annotated[str | None, Field(description="Why it was rolled back (the measured numbers or a manual abort).")] = None
+    rollout_step: Annotated[int | None, Field(description="Index into spec.rollout.steps while a stepped rollout runs.")] = None
+    step_started_at: Annotated[str | None, Field(description="When the current rollout step began.")] = None
+    analysis: Annotated[StepAnalysis | None, Field(description="What the serving replicas measured for the candidate in the current rollout step.")] = None
 
     def condition(self, ctype: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == ctype), None)
