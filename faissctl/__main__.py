@@ -1,0 +1,3 @@
+from faissctl.cli import main
+
+main()
