@@ -2,7 +2,9 @@
 # faiss-operator, faiss-index-builder, faiss-index-server). Installs the same
 # requirements.lock as the tests. Runs as non-root and works with a read-only root
 # filesystem (all scratch space is /tmp, mounted as an emptyDir by the chart/operator).
-FROM python:3.11-slim-bookworm AS build
+# The base image is pinned to a patch release; bump it together with requirements.lock.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY requirements.lock ./
@@ -13,9 +15,10 @@ COPY indexops_store ./indexops_store
 COPY faiss_operator ./faiss_operator
 COPY index_builder ./index_builder
 COPY index_serving ./index_serving
+COPY faissctl ./faissctl
 RUN /opt/venv/bin/pip install --no-deps .
 
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
     && groupadd -g 65532 faiss && useradd -u 65532 -g 65532 -M -s /usr/sbin/nologin faiss
 COPY --from=build /opt/venv /opt/venv
