@@ -67,7 +67,8 @@ def _one(post: Post, body: bytes, clock: Callable[[], float]) -> Sample:
     if not isinstance(answer, dict):
         answer = {}
     if status != 200:
-        detail = answer.get("error") or raw[:200].decode(errors="replace")
+        # the server's {"error": ...}, or a Kubernetes Status from the API server's proxy
+        detail = answer.get("error") or answer.get("message") or raw[:200].decode(errors="replace")
         return Sample(elapsed, None, None, f"HTTP {status}: {detail}")
     return Sample(elapsed, answer.get("version"), answer.get("role"))
 

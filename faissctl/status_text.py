@@ -36,7 +36,23 @@ def _serving(report: dict[str, Any], now: datetime) -> list[str]:
         "  " + _field("Candidate", candidate, 14),
         "  " + _field("Pinned", pinned, 14),
         "  " + _field("Last good", s["lastGood"], 14),
-    ]
+    ] + _canary(s, now)
+
+
+def _canary(s: dict[str, Any], now: datetime) -> list[str]:
+    """Stepped rollout, its online analysis, and the last rollback (only what is set)."""
+    lines = []
+    if s["candidate"] and s["rolloutStep"] is not None and s["rolloutSteps"]:
+        lines.append("  " + _field("Step", f"{s['rolloutStep'] + 1} of {s['rolloutSteps']} since {relative(s['stepStartedAt'], now)}", 14))
+    a = s["analysis"]
+    if s["candidate"] and isinstance(a, dict):
+        p99 = f", p99 {ms(a.get('p99Ms'))} vs stable {ms(a.get('stableP99Ms'))}" if a.get("p99Ms") is not None else ""
+        overlap = f", overlap@k {a['overlap']:.3f} on {a.get('shadowQueries', 0)} shadowed" if a.get("overlap") is not None else ""
+        verdict = f"; {a['verdict']}" if a.get("verdict") else ""
+        lines.append("  " + _field("Analysis", f"{a.get('requests', 0)} requests, {a.get('errors', 0)} errors{p99}{overlap}{verdict}", 14))
+    if s["rolledBack"]:
+        lines.append("  " + _field("Rolled back", f"{s['rolledBack']}: {s['rollbackReason'] or 'no reason recorded'}", 14))
+    return lines
 
 
 def _rollout(s: dict[str, Any]) -> str | None:
@@ -130,7 +146,7 @@ def render_list(reports: list[dict[str, Any]], now: datetime, all_namespaces: bo
         failures = f"{r['failures']['consecutive']}" + (" Stalled" if r["failures"]["stalled"] else "")
         version = f"{s['version']} (pinned)" if s["pinned"] and s["pinned"] == s["version"] else s["version"]
         row = [r["name"], r["horizon"], r["phase"], r["ready"], version,
-               canary, s["recall"], s["p99LatencyMs"], s["vectors"], build, failures,
+               canary, None if s["recall"] is None else f"{s['recall']:.4f}", s["p99LatencyMs"], s["vectors"], build, failures,
                until(r["schedule"]["nextScheduledBuild"], now), age(r["created"], now)]
         rows.append(([r["namespace"]] if all_namespaces else []) + row)
     return table((["NAMESPACE"] if all_namespaces else []) + headers, rows)

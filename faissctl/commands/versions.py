@@ -11,7 +11,7 @@ import click
 from faissctl.app import App, Store, emit, kube_options, note, output_option, storage_location
 from faissctl.errors import CtlError, usage
 from faissctl.kube import KubeOptions
-from faissctl.output import age, cell, ms, size, table
+from faissctl.output import age, ms, size, table
 from faissctl.versions import VersionRow, previous_good, rows
 from indexops_api.constants import MANIFEST_FILE
 from indexops_api.layout import VERSION_PATTERN, index_prefix
@@ -55,7 +55,7 @@ def read_versions(app: App, index: dict[str, Any], endpoint: str | None) -> tupl
 def _render(location: str, table_rows: list[VersionRow], now: datetime) -> str:
     body = table(
         ["VERSION", "MARKS", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"],
-        [[r.version, ",".join(r.marks), None if r.recall is None else f"{cell(r.recall)}@{r.k}",
+        [[r.version, ",".join(r.marks), None if r.recall is None else f"{r.recall:.4f}@{r.k}",
           None if r.p99_latency_ms is None else ms(r.p99_latency_ms), r.vectors,
           None if r.size_bytes is None else size(r.size_bytes), f"{age(r.created, now)} ago" if r.created else None]
          for r in table_rows],

@@ -129,3 +129,16 @@ def test_events_are_limited_to_the_newest_and_summaries_accept_unknown_status_fi
     assert [e["reason"] for e in recent_events(events, 3)] == ["R12", "R13", "R14"]
     report = summarize(index(status={**serving_status(), "futureField": 1, "phase": "Reticulating"}))
     assert report["phase"] == "Reticulating" and "events" not in report
+
+
+def test_a_stepped_rollout_shows_its_step_analysis_and_the_last_rollback() -> None:
+    analysis = {"step": 1, "percent": 50, "replicas": 2, "requests": 1200, "errors": 1, "p99Ms": 3.1, "stableP99Ms": 2.9,
+                "shadowQueries": 200, "overlap": 0.971, "verdict": "waiting for the pause to end"}
+    st = serving_status(candidateVersion=V4, rolloutPercent=50, rolloutStep=1, stepStartedAt="2026-11-21T11:55:00Z",
+                        analysis=analysis, rolledBackVersion="20261120T060000Z-bbbbbbbb", rollbackReason="p99 4.0ms > 2x stable")
+    kube = FakeKube().add(index(status=st, rollout={"steps": [{"percent": 10, "pause": "5m"}, {"percent": 50, "pause": "10m"}]}))
+    out = invoke(make_app(kube), "status", "weather").stdout
+    assert "Step:         2 of 2 since 2026-11-21T11:55:00Z (5m ago)" in out
+    assert ("Analysis:     1200 requests, 1 errors, p99 3.100 ms vs stable 2.900 ms, overlap@k 0.971 on 200 shadowed; "
+            "waiting for the pause to end") in out
+    assert "Rolled back:  20261120T060000Z-bbbbbbbb: p99 4.0ms > 2x stable" in out

@@ -25,7 +25,7 @@ def test_versions_lists_newest_first_with_roles_recall_vectors_size_and_age() ->
     assert lines[1].split() == ["VERSION", "MARKS", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"]
     assert [line.split()[0] for line in lines[2:6]] == [V4, V3, V2, V1]
     assert lines[3].split()[1:4] == ["serving,pinned", "0.9935@10", "0.400"]
-    assert lines[4].split()[1] == "last-good"
+    assert lines[4].split()[1:3] == ["last-good", "0.9700@10"]
     assert "1.2 KiB" in lines[3] and "12h ago" in lines[3]
     assert f"note: {V4}: no manifest" in result.stdout
     assert store.opened[0].endpoint == "http://s3.local:9000" and store.prefixes == ["faiss-indexes/default/weather/6h"]
