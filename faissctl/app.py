@@ -12,14 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
 from faissctl.errors import CtlError
 from faissctl.kube import Kube, KubeOptions
 from faissctl.output import FORMATS, dump
-from indexops_api.manifest import Manifest
+
+if TYPE_CHECKING:
+    from indexops_api.manifest import Manifest
 
 
 class Store(Protocol):

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
 Post = Callable[[bytes], tuple[int, bytes]]  # request body -> (HTTP status, response body)
 
 
@@ -37,6 +35,8 @@ def http_post(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
 
 def query_bodies(dimension: int, count: int, k: int, batch: int, seed: int = 0) -> list[bytes]:
     """``count`` search bodies of ``batch`` random vectors each, each with its own routing key."""
+    import numpy as np  # noqa: PLC0415 - only bench needs it; keeps `faissctl --help` quick
+
     rng = np.random.default_rng(seed)
     return [
         json.dumps({"vectors": rng.normal(size=(batch, dimension)).astype(np.float32).round(5).tolist(),

@@ -38,7 +38,9 @@ def read_versions(app: App, index: dict[str, Any], endpoint: str | None) -> tupl
         store: Store = app.open_store(location)
         listing = store.list_versions(prefix)
     except StorageError as exc:
-        raise CtlError(f"cannot list {where}: {exc}") from None
+        hint = (" (faissctl takes S3 credentials from the environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or AWS_PROFILE)") if "credentials" in str(exc) else ""
+        raise CtlError(f"cannot list the stored versions: {exc}{hint}") from None
 
     def read(version: str) -> Manifest | str:
         try:

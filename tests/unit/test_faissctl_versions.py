@@ -97,3 +97,16 @@ def test_unpin_sets_the_pin_to_null_and_is_a_no_op_when_not_pinned() -> None:
     assert kube.objects[("default", "weather")]["spec"]["rollout"] == {"percent": 100}
     again = invoke(make_app(kube), "unpin", "weather")
     assert again.exit_code == 0 and "was not pinned" in again.stdout and len(kube.patches) == 1
+
+
+def test_a_storage_error_is_one_line_that_says_where_credentials_come_from() -> None:
+    from indexops_store.s3 import StorageError
+
+    class NoCredentials(FakeStore):
+        def list_versions(self, index_prefix: str) -> dict:
+            raise StorageError("s3://idx/faiss-indexes/default/weather/6h/versions/: storage unreachable: Unable to locate credentials")
+
+    result = invoke(make_app(_kube(), NoCredentials()), "versions", "weather")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: cannot list the stored versions: s3://idx/faiss-indexes/default/weather/6h/versions/: ")
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE" in result.stderr
