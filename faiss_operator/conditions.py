@@ -63,3 +63,25 @@ def phase_of(status: FaissIndexStatus) -> str:
     if ready is not None and ready.status == "True":
         return "Serving"
     return "Deploying" if status.current_version else "Pending"
+
+
+def is_new_request(value: str | None, handled: str | None) -> bool:
+    """A request annotation (rebuild/promote/abort) that has not been acted on yet.
+
+    Timestamps must be newer than the last one handled, so a GitOps sync that puts back an
+    older value does not act again; other values only need to differ.
+    """
+    if not value or value == handled:
+        return False
+    new, old = _instant(value), _instant(handled)
+    return new > old if new is not None and old is not None else True
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -12,6 +12,7 @@ Abort takes the candidate out of rotation for good: its build is marked ``Rolled
 from __future__ import annotations
 
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus
+from faiss_operator.conditions import is_new_request
 from faiss_operator.model import Event, Observation
 from faiss_operator.promotion import promoted_candidate
 
@@ -29,14 +30,14 @@ def roll_back(status: FaissIndexStatus, why: str) -> FaissIndexStatus:
 def apply_manual(obs: Observation, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
     events: list[Event] = []
     abort, promote = obs.abort_request, obs.promote_request
-    if abort and abort != status.last_handled_abort:
+    if is_new_request(abort, status.last_handled_abort):
         status = status.model_copy(update={"last_handled_abort": abort})
         candidate = status.candidate_version
         if candidate is not None:
             why = f"aborted manually (abort requested at {abort})"
             status = roll_back(status, why)
             events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back: {why}; {status.current_version} serves 100%"))
-    if promote and promote != status.last_handled_promote:
+    if is_new_request(promote, status.last_handled_promote):
         status = status.model_copy(update={"last_handled_promote": promote})
         candidate = status.candidate_version
         if candidate is not None:

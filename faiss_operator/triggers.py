@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from indexops_api.spec import ConcurrencyPolicy, FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Trigger
-from faiss_operator.conditions import parse_time, timestamp
+from faiss_operator.conditions import is_new_request, parse_time, timestamp
 from faiss_operator.model import Event, Observation
 from faiss_operator.schedule import due_run, next_fire_time
 
@@ -59,7 +59,7 @@ def choose_trigger(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSta
     if last is None or last.build_key != key:
         d.trigger, d.replace_running = Trigger.SPEC, running
     request = obs.rebuild_request
-    if d.trigger is None and request and request != status.last_handled_rebuild and not running:
+    if d.trigger is None and is_new_request(request, status.last_handled_rebuild) and not running:
         d.trigger = Trigger.MANUAL
         d.events.append(Event("Normal", EventReason.REBUILD_REQUESTED, f"rebuild requested at {request}"))
 
@@ -80,7 +80,7 @@ def choose_trigger(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSta
     if automatic_ok and d.trigger is None and retry_at is not None and now >= retry_at:
         d.trigger = Trigger.RETRY
 
-    if d.trigger is not None and request:
+    if d.trigger is not None and is_new_request(request, status.last_handled_rebuild):
         d.updates["last_handled_rebuild"] = request  # the build starting now covers the request
     return d
 

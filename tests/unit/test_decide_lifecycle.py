@@ -445,3 +445,16 @@ def test_history_keeps_the_ten_newest_finished_builds_and_build_count_counts_eve
     plan = decide(observation(s, status, rebuild_request=REQ))
     assert plan.status.build_count == 16 and plan.create_job.number == 16
     assert [b.number for b in plan.status.history] == list(range(15, 5, -1))
+
+
+def test_an_older_rebuild_timestamp_put_back_by_a_gitops_sync_starts_no_build():
+    from faiss_operator.conditions import is_new_request
+
+    assert is_new_request("2026-11-21T12:00:00Z", "2026-11-21T11:00:00Z")
+    assert not is_new_request("2026-11-21T10:00:00Z", "2026-11-21T11:00:00Z")
+    assert not is_new_request("2026-11-21T11:00:00Z", "2026-11-21T11:00:00Z")
+    assert is_new_request("please", "2026-11-21T11:00:00Z") and is_new_request("again", "please")
+    s = spec()
+    st = serving(s, last_handled_rebuild="2026-11-21T11:00:00Z")
+    plan = decide(observation(s, st, rebuild_request="2026-11-21T10:00:00Z"))
+    assert plan.create_job is None and plan.status.last_handled_rebuild == "2026-11-21T11:00:00Z"
