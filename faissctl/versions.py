@@ -13,7 +13,7 @@ from typing import Any
 from faissctl.gates import gate_problems
 from indexops_api.manifest import Manifest
 
-REJECTED_RESULTS = ("Failed", "ValidationFailed")
+REJECTED_RESULTS = ("Failed", "ValidationFailed", "RolledBack")
 
 
 @dataclass(frozen=True)

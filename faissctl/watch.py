@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-FINISHED_FAILED = ("Failed", "ValidationFailed")
+FINISHED_FAILED = ("Failed", "ValidationFailed", "RolledBack")  # RolledBack: passed the gates, then taken out of its canary
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
@@ -16,6 +16,7 @@ import click
 from faissctl.app import App, emit, kube_options, note, output_option
 from faissctl.errors import EXIT_FAILED, CtlError
 from faissctl.kube import Kube, KubeOptions
+from faissctl.output import parse_time
 from faissctl.watch import Baseline, step
 from indexops_api.constants import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_REBUILD
 
@@ -30,18 +31,29 @@ def parse_timeout(_ctx: Any, _param: Any, value: str) -> float:
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
-def request_value(app: App, current: str | None) -> str:
-    """Now in UTC (the operator's timestamp format), different from the value already set."""
-    value = f"{app.now():%Y-%m-%dT%H:%M:%SZ}"
-    if value == current:  # a second request within the same second must still be new
-        app.sleep(1.0)
-        value = f"{app.now():%Y-%m-%dT%H:%M:%SZ}"
-    return value
+HANDLED = {ANNOTATION_REBUILD: "lastHandledRebuild", ANNOTATION_PROMOTE: "lastHandledPromote", ANNOTATION_ABORT: "lastHandledAbort"}
+FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def request_value(now: datetime, *earlier: str | None) -> str:
+    """Now in UTC, in the operator's timestamp format, and later than every ``earlier`` value.
+
+    The operator acts only on a value newer than the last one it handled (so a GitOps sync
+    putting an old value back does nothing); a second request within the same second, or
+    from a machine whose clock is behind, must still be newer.
+    """
+    value = now.astimezone(timezone.utc).replace(microsecond=0)
+    for previous in earlier:
+        when = parse_time(previous)
+        if when is not None and when >= value:
+            value = when.replace(microsecond=0) + timedelta(seconds=1)
+    return f"{value:{FORMAT}}"
 
 
 def annotate(kube: Kube, ns: str, index: dict[str, Any], annotation: str, app: App) -> str:
     current = ((index.get("metadata") or {}).get("annotations") or {}).get(annotation)
-    value = request_value(app, current)
+    handled = (index.get("status") or {}).get(HANDLED[annotation])
+    value = request_value(app.now(), current, handled)
     kube.patch_index(ns, index["metadata"]["name"], {"metadata": {"annotations": {annotation: value}}})
     return value
 

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from faissctl_fakes import V3, V4, Clock, FakeKube, index, invoke, make_app, serving_status
+from faissctl_fakes import NOW, V3, V4, FakeKube, index, invoke, make_app, serving_status
 
+from faissctl.commands.annotate import request_value
 from faissctl.watch import Baseline, step
 from indexops_api.constants import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_REBUILD
 
@@ -27,12 +28,26 @@ def test_rebuild_sets_the_annotation_to_the_current_utc_time() -> None:
     assert f"requested at {REQUEST}" in result.stdout
 
 
-def test_a_second_rebuild_within_the_same_second_still_writes_a_new_value() -> None:
+def test_a_second_rebuild_within_the_same_second_still_writes_a_newer_value() -> None:
     kube = FakeKube().add(index(status=serving_status()))
     kube.objects[("default", "weather")]["metadata"]["annotations"][ANNOTATION_REBUILD] = REQUEST
-    clock = Clock()
-    data = json.loads(invoke(make_app(kube, clock=clock), "rebuild", "weather", "-o", "json").stdout)
-    assert data["requestedAt"] == "2026-11-21T12:00:01Z" and clock.slept == 1.0
+    data = json.loads(invoke(make_app(kube), "rebuild", "weather", "-o", "json").stdout)
+    assert data["requestedAt"] == "2026-11-21T12:00:01Z"
+
+
+@pytest.mark.parametrize(
+    ("earlier", "value"),
+    [((), REQUEST), ((None, "garbage"), REQUEST), (("2026-11-21T11:00:00Z",), REQUEST),
+     (("2026-11-21T12:00:00Z",), "2026-11-21T12:00:01Z"), (("2026-11-21T12:05:00Z", "2026-11-21T12:00:00Z"), "2026-11-21T12:05:01Z")],
+)
+def test_a_request_value_is_now_unless_an_earlier_value_is_not_older(earlier: tuple, value: str) -> None:
+    assert request_value(NOW.replace(microsecond=123), *earlier) == value
+
+
+def test_a_request_is_newer_than_what_the_operator_handled_even_with_a_clock_behind() -> None:
+    kube = FakeKube().add(index(status=serving_status(candidateVersion=V4, lastHandledPromote="2026-11-21T12:10:00Z")))
+    invoke(make_app(kube), "promote", "weather")
+    assert kube.patches[0][2] == {"metadata": {"annotations": {ANNOTATION_PROMOTE: "2026-11-21T12:10:01Z"}}}
 
 
 def test_rebuild_wait_follows_the_build_and_prints_its_outcome() -> None:
@@ -87,6 +102,8 @@ def test_a_bad_timeout_is_a_usage_error() -> None:
          f"build #4 (Manual) of version {V4}: held", True),
         ({"lastHandledRebuild": REQUEST, "lastBuild": _build(4, "Succeeded"), "currentVersion": V3},
          f"build #4 (Manual) of version {V4}: succeeded, waiting for the gates and promotion", None),
+        ({"lastHandledRebuild": REQUEST, "lastBuild": _build(4, "RolledBack", reason="RolledBack", message="p99 too high")},
+         f"build #4 (Manual) of version {V4}: RolledBack", False),
         ({"lastHandledRebuild": REQUEST, "lastBuild": _build(5, "Running", trigger="Retry"),
           "history": [_build(4, "Failed", reason="BuildError")]}, f"build #4 (Manual) of version {V4}: Failed", False),
     ],
