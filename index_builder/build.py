@@ -2,15 +2,18 @@
 
 Every type is built from a FAISS ``index_factory`` string (``params.factory_string`` for
 the named types, the user's ``spec.factory`` for experts), so the manifest can record the
-exact construction and a person can rebuild it by hand. The index stores row positions
+exact construction and a person can rebuild it by hand. The index stores positions
 0..n-1 only; user ids live in ``ids.npy`` next to it, so every index type works the same
 way (no IndexIDMap wrappers) and serving maps positions to ids with one array lookup.
+Positions follow the add order of ``index_builder.holdout``: the rows kept for building
+first, the validation rows (added after measuring) last.
 Cosine is implemented the standard FAISS way: L2-normalise vectors (and, at search time,
 queries) and use inner product.
 
 Data is fed in batches converted to contiguous float32 one at a time, so the source
 matrix is never copied whole on top of what the index itself holds. Training uses a
-seeded sample, so a retried build trains on the same rows.
+seeded sample of the kept rows, so a retried build trains on the same rows and no
+validation row is ever seen by k-means, OPQ or the HNSW graph before it is measured.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 import faiss
 import numpy as np
 
-from index_builder import params
+from index_builder import holdout, params
 from index_builder.errors import TooFewVectors
 from index_builder.logs import Progress
 from index_builder.params import ResolvedParameters
@@ -128,7 +131,11 @@ def apply_search_parameters(index: faiss.Index, search: dict[str, int]) -> None:
 
 def prepare(rows: np.ndarray, metric: Metric) -> np.ndarray:
     """Contiguous float32 copy of ``rows``, L2-normalised for Cosine."""
-    out = np.array(rows, dtype=np.float32, order="C", copy=True)
+    return _normalised(np.array(rows, dtype=np.float32, order="C", copy=True), metric)
+
+
+def _normalised(out: np.ndarray, metric: Metric) -> np.ndarray:
+    """``out`` (contiguous float32, owned by the caller) L2-normalised in place for Cosine."""
     if metric is Metric.COSINE:
         faiss.normalize_L2(out)
     return out
@@ -138,17 +145,13 @@ def batch_rows(dimension: int) -> int:
     return max(1024, BATCH_BYTES // (4 * dimension))
 
 
-def batches(matrix: np.ndarray, metric: Metric, rows: int) -> Iterator[np.ndarray]:
-    for start in range(0, matrix.shape[0], rows):
-        yield prepare(matrix[start : start + rows], metric)
-
-
-def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
-    """Sorted distinct row numbers, reproducible from ``seed``."""
-    if size >= n:
-        return np.arange(n, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+def kept_batches(matrix: np.ndarray, metric: Metric, rows: int, held: np.ndarray) -> Iterator[np.ndarray]:
+    """Prepared batches of every row not in ``held``, in source order (index positions 0..n-q-1)."""
+    for start, stop, keep in holdout.kept_slices(matrix.shape[0], held, rows):
+        if keep.all():
+            yield prepare(matrix[start:stop], metric)
+        elif keep.any():  # boolean indexing already copies: convert that copy, do not copy it again
+            yield _normalised(np.ascontiguousarray(matrix[start:stop][keep], dtype=np.float32), metric)
 
 
 def training_rows_for(index: faiss.Index, index_type: IndexType | None, resolved: ResolvedParameters, n: int) -> int:
@@ -159,29 +162,51 @@ def training_rows_for(index: faiss.Index, index_type: IndexType | None, resolved
     return min(n, max(params.IVF_MAX_POINTS_PER_CENTROID * nlist, FACTORY_TRAIN_ROWS))
 
 
-def train(index: faiss.Index, matrix: np.ndarray, metric: Metric, rows_wanted: int, seed: int, what: str) -> int:
-    """Train if the index needs it; returns the number of training rows used."""
+def min_rows_to_train(index: faiss.Index, index_type: IndexType | None, resolved: ResolvedParameters) -> int:
+    """The fewest rows the index can be built from: the typed rule, or one per IVF list of a raw factory."""
+    if index_type is not None:
+        return params.min_vectors_to_train(index_type, resolved)
+    return max(1, search_knobs(index).get("nlist", 1))
+
+
+def train(index: faiss.Index, matrix: np.ndarray, metric: Metric, rows_wanted: int, seed: int, what: str,
+          held: np.ndarray) -> int:
+    """Train on a seeded sample of the rows not in ``held`` if the index needs it; returns the rows used."""
     if index.is_trained:
         return 0
     n = matrix.shape[0]
-    rows = sample_rows(n, max(1, rows_wanted), seed)
+    kept = n - len(held)
+    rows = holdout.kept_rows(holdout.sample_rows(kept, max(1, rows_wanted), seed), held)
     sample = prepare(matrix[rows], metric)
-    log.info("training", extra={"rows": len(rows), "of": n, "factory": what})
+    log.info("training", extra={"rows": len(rows), "of": kept, "heldOut": len(held), "factory": what})
     try:
         index.train(sample)
     except RuntimeError as exc:
         message = faiss_message(exc)
         if "Number of training points" in message:
-            raise TooFewVectors(f"{what}: {message} ({n} vectors in the source)") from exc
+            raise TooFewVectors(
+                f"{what}: {message} ({kept} vectors left after holding out {len(held)} validation rows "
+                f"of the {n} in the source)"
+            ) from exc
         raise
     return len(rows)
 
 
-def add_all(index: faiss.Index, matrix: np.ndarray, metric: Metric, progress_every: float = 10.0) -> None:
+def add_kept(index: faiss.Index, matrix: np.ndarray, metric: Metric, held: np.ndarray,
+             progress_every: float = 10.0) -> None:
+    """Add every row not in ``held``, in source order, in batches."""
     n, dimension = matrix.shape
-    progress = Progress("add", n, every_seconds=progress_every)
-    for batch in batches(matrix, metric, batch_rows(dimension)):
+    kept = n - len(held)
+    progress = Progress("add", kept, every_seconds=progress_every)
+    for batch in kept_batches(matrix, metric, batch_rows(dimension), held):
         index.add(batch)
         progress.advance(batch.shape[0])
+    if index.ntotal != kept:
+        raise RuntimeError(f"index holds {index.ntotal} vectors after adding {kept}")
+
+
+def add_held_out(index: faiss.Index, prepared: np.ndarray, n: int) -> None:
+    """Append the (already prepared) validation rows after measuring: the index then holds all ``n``."""
+    index.add(prepared)
     if index.ntotal != n:
-        raise RuntimeError(f"index holds {index.ntotal} vectors after adding {n}")
+        raise RuntimeError(f"index holds {index.ntotal} vectors after adding the {prepared.shape[0]} held-out rows, not {n}")

@@ -128,6 +128,16 @@ def check_equal(name: str, what: str, actual: int, expected: int) -> CheckResult
     return CheckResult(name=name, passed=passed, detail=f"{what} {actual}" + ("" if passed else f", expected {expected}"))
 
 
+def check_queries_held_out(*, indexed: int, vectors: int, queries: int, k: int) -> CheckResult:
+    """Recall was measured with the query rows absent from the index (appended only afterwards)."""
+    passed = queries >= 1 and indexed == vectors - queries
+    detail = (f"recall@{k} measured on {queries} source rows held out of the index, which held {indexed} of "
+              f"{vectors} vectors while measured; the {queries} rows were added afterwards "
+              f"(positions {vectors - queries}..{vectors - 1})")
+    return CheckResult(name="queriesHeldOut", passed=passed,
+                       detail=detail if passed else f"{detail}; expected {vectors - queries} while measured")
+
+
 def check_files_not_empty(sizes: dict[str, int]) -> CheckResult:
     empty = sorted(name for name, size in sizes.items() if size <= 0)
     detail = ", ".join(f"{name}={size}B" for name, size in sorted(sizes.items()))

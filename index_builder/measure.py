@@ -1,15 +1,19 @@
 """Measuring a built index: recall@k against exact search, latency, memory and result checks.
 
 The builder only measures; the operator compares the numbers with the gates. Queries
-are rows sampled from the source with a seed derived from the build key (so a retried
-build measures the same queries), and their row numbers are published next to the
-index so anyone can reproduce the recall figure. Because every vector is indexed, each
-query row would find itself; recall is therefore leave-one-out: the query's own row is
-removed from both the exact and the approximate results (searched with k+1), so the
-figure is what an unseen query gets and tuning does not stop too early. Ground truth is computed with FAISS's
-exact ``IndexFlat`` over the data in batches (``faiss.contrib.knn_ground_truth``),
-never by holding a second copy of the whole matrix. The same held-out queries and
-ground truth serve tuning (``index_builder.tuning``) and the final measurement.
+are source rows sampled with a seed derived from the build key (so a retried build
+measures the same queries) and **held out**: the index is trained and filled with every
+other row, measured and tuned, and only then are the query rows appended (see
+``index_builder.holdout`` for why and for the resulting layout). Recall is therefore
+what a query the index has never seen gets. The rows are published next to the index
+(``validation-queries.npy``, source row numbers) so anyone can reproduce the figure:
+exact neighbours over the source without those rows.
+
+Ground truth is computed with FAISS's exact ``IndexFlat`` over the kept rows in batches
+(``faiss.contrib.knn_ground_truth``), never by holding a second copy of the whole
+matrix; its labels are index positions, like the approximate results. The same
+held-out queries and ground truth serve tuning (``index_builder.tuning``) and the final
+measurement.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
 from index_builder import checks
-from index_builder.build import apply_search_parameters, batch_rows, batches, faiss_metric, prepare, sample_rows
+from index_builder.build import apply_search_parameters, batch_rows, faiss_metric, kept_batches, prepare
 from indexops_api.manifest import CheckResult
 from indexops_api.spec import Metric
 
@@ -34,7 +38,10 @@ BATCH_REPEATS = 3
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Sampled query rows, their (prepared) vectors and exact neighbours (``k`` columns)."""
+    """Held-out source rows, their prepared vectors and exact neighbours among the kept rows.
+
+    ``exact`` holds index positions (``k`` columns): the kept rows numbered in source order.
+    """
 
     rows: np.ndarray
     vectors: np.ndarray
@@ -47,6 +54,7 @@ class Measured:
     recall_at_k: float
     k: int
     query_rows: np.ndarray
+    indexed: int  # vectors in the index while it was measured (the source minus the query rows)
     latency_p50_ms: float
     latency_p95_ms: float
     latency_p99_ms: float
@@ -70,34 +78,16 @@ def latency_percentiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(p50), float(p95), float(p99)
 
 
-def drop_self(distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query's own row from its result and keep ``k`` columns (-1 padded)."""
-    out_d = np.full((labels.shape[0], k), np.nan, dtype=np.float32)
-    out_i = np.full((labels.shape[0], k), -1, dtype=np.int64)
-    for i, (dist, found, row) in enumerate(zip(distances, labels, rows)):
-        keep = found != row
-        kept_i, kept_d = found[keep][:k], dist[keep][:k]
-        out_i[i, : len(kept_i)] = kept_i
-        out_d[i, : len(kept_d)] = kept_d
-    return out_d, out_i
-
-
-def held_out(matrix: np.ndarray, *, metric: Metric, k: int, queries: int, seed: int) -> HeldOut:
-    """Sample query rows and compute their exact top-``k`` other rows by batched brute force."""
-    n = matrix.shape[0]
-    k = max(1, min(k, n - 1))
-    rows = sample_rows(n, min(queries, n), seed)
+def held_out(matrix: np.ndarray, rows: np.ndarray, *, metric: Metric, k: int) -> HeldOut:
+    """Exact top-``k`` of the ``rows`` (sorted) among all other rows, by batched brute force."""
+    kept = matrix.shape[0] - len(rows)
+    if len(rows) == 0 or kept < 1:
+        raise ValueError(f"held-out measurement needs query rows and kept rows, got {len(rows)} of {matrix.shape[0]}")
+    k = max(1, min(k, kept))
     xq = prepare(matrix[rows], metric)
-    depth = min(k + 1, n)
-    dist, exact = knn_ground_truth(xq, batches(matrix, metric, batch_rows(matrix.shape[1])), depth, faiss_metric(metric))
-    _, exact = drop_self(dist, exact, rows, k)
+    kept_data = kept_batches(matrix, metric, batch_rows(matrix.shape[1]), rows)
+    _, exact = knn_ground_truth(xq, kept_data, k, faiss_metric(metric))
     return HeldOut(rows, xq, exact, k)
-
-
-def search_others(index: faiss.Index, queries: HeldOut, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-``k`` of each query row, excluding the row itself."""
-    distances, labels = index.search(queries.vectors, min(k + 1, index.ntotal))
-    return drop_self(distances, labels, queries.rows, k)
 
 
 def single_query_seconds(index: faiss.Index, xq: np.ndarray, k: int, limit: int = LATENCY_QUERIES) -> list[float]:
@@ -125,10 +115,10 @@ def batch_ms_per_query(index: faiss.Index, xq: np.ndarray, k: int) -> float:
 
 
 def measure(index: faiss.Index, queries: HeldOut, *, metric: Metric, search: dict[str, int], k: int) -> Measured:
-    """Recall@k, latencies and functional checks with ``search`` parameters applied."""
+    """Recall@k, latencies and functional checks with ``search`` applied, on an index without the query rows."""
     k = min(k, queries.k)
     apply_search_parameters(index, search)
-    distances, approx = search_others(index, queries, k)
+    distances, approx = index.search(queries.vectors, k)
     recall = recall_at_k(approx, queries.exact, k)
     p50, p95, p99 = latency_percentiles(single_query_seconds(index, queries.vectors, k))
     functional = [
@@ -136,13 +126,18 @@ def measure(index: faiss.Index, queries: HeldOut, *, metric: Metric, search: dic
         checks.check_no_duplicate_ids(approx),
         checks.check_distances_monotonic(distances, approx, metric),
     ]
-    return Measured(recall, k, queries.rows, p50, p95, p99, batch_ms_per_query(index, queries.vectors, k), functional)
+    return Measured(recall, k, queries.rows, int(index.ntotal), p50, p95, p99,
+                    batch_ms_per_query(index, queries.vectors, k), functional)
 
 
-def structural_checks(index: faiss.Index, *, vectors: int, dimension: int, ids: np.ndarray, files: list[Path]) -> list[CheckResult]:
-    """What was written matches what was read: counts, dimension, non-empty files."""
+def structural_checks(
+    index: faiss.Index, measured: Measured, *, vectors: int, dimension: int, ids: np.ndarray, files: list[Path]
+) -> list[CheckResult]:
+    """What was written matches what was read and measured: counts, dimension, held-out queries, files."""
     return [
         checks.check_equal("ntotalMatchesVectors", "index.ntotal", int(index.ntotal), vectors),
+        checks.check_queries_held_out(indexed=measured.indexed, vectors=vectors, queries=len(measured.query_rows),
+                                      k=measured.k),
         checks.check_equal("dimensionMatchesSpec", "index.d", int(index.d), dimension),
         checks.check_equal("idsMatchNtotal", "ids", int(ids.shape[0]), int(index.ntotal)),
         checks.check_files_not_empty({p.name: p.stat().st_size for p in files}),

@@ -1,4 +1,4 @@
-"""One build, start to finish: preflight, load, check, train, add, measure, publish.
+"""One build, start to finish: preflight, load, check, hold out, train, add, measure, add the rest, publish.
 
 Every step raises a typed ``BuildFailure``; this module only sequences them and times
 each stage. Nothing is written to the version prefix until the index is built and
@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index_builder import __version__, build, checks, measure, params, preflight, publish, source, tuning
+from index_builder import __version__, build, checks, holdout, measure, params, preflight, publish, source, tuning
 from index_builder.errors import BuildError, BuildFailure
 from index_builder.logs import StageTimer
 from indexops_api.build_request import BuildRequest
@@ -86,17 +86,20 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                                          **({"auto": plan.auto.reason} if plan.auto else {})})
         try:
             index = build.new_index(spec.dimension, spec.metric, plan.factory, plan.resolved.build, spec.parameters)
+            held = holdout.holdout_rows(n, spec.validation.queries, seed ^ 1, name=fetched.uri,
+                                        keep=build.min_rows_to_train(index, plan.index_type, plan.resolved))
+            kept = n - len(held)
+            log.info("validation rows held out", extra={"heldOut": len(held), "indexedWhileMeasured": kept})
             with timer.stage("train"):
-                build.train(index, matrix, spec.metric, build.training_rows_for(index, plan.index_type, plan.resolved, n),
-                            seed, plan.factory)
-            with timer.stage("add", rows=n):
-                build.add_all(index, matrix, spec.metric)
+                build.train(index, matrix, spec.metric, build.training_rows_for(index, plan.index_type, plan.resolved, kept),
+                            seed, plan.factory, held)
+            with timer.stage("add", rows=kept):
+                build.add_kept(index, matrix, spec.metric, held)
             search = (plan.resolved.search if plan.index_type is not None
                       else build.factory_search_parameters(index, spec.parameters))
             tune_k = (spec.tuning.k or spec.validation.k) if spec.tuning else spec.validation.k
-            with timer.stage("validate", queries=spec.validation.queries, k=spec.validation.k):
-                queries = measure.held_out(matrix, metric=spec.metric, k=max(spec.validation.k, tune_k),
-                                           queries=spec.validation.queries, seed=seed ^ 1)
+            with timer.stage("validate", queries=len(held), k=spec.validation.k):
+                queries = measure.held_out(matrix, held, metric=spec.metric, k=max(spec.validation.k, tune_k))
                 tuned = (tuning.tune(index, queries, target=spec.tuning.target_recall, k=tune_k, search=search)
                          if spec.tuning else None)
                 if tuned is not None:
@@ -104,8 +107,12 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 measured = measure.measure(index, queries, metric=spec.metric, search=search, k=spec.validation.k)
             log.info("measured", extra={"recallAtK": measured.recall_at_k, "k": measured.k, "searchParameters": search,
                                         "p50Ms": measured.latency_p50_ms, "p99Ms": measured.latency_p99_ms})
-            paths = _write_files(work, index, ids, measured.query_rows)
-            results = measure.structural_checks(index, vectors=n, dimension=spec.dimension, ids=ids, files=paths)
+            with timer.stage("add", rows=len(held)):
+                build.add_held_out(index, queries.vectors, n)
+            positions_ids = holdout.index_order(ids, held)  # ids.npy maps index positions to ids
+            paths = _write_files(work, index, positions_ids, measured.query_rows)
+            results = measure.structural_checks(index, measured, vectors=n, dimension=spec.dimension,
+                                                ids=positions_ids, files=paths)
             results += measured.checks
             log.info("checks", extra={"failed": [c.name for c in results if not c.passed], "ran": len(results)})
         except BuildFailure:
@@ -125,7 +132,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 search_parameters=search,
                 files=publish.file_entries(paths),
                 source=SourceFingerprint(uri=fetched.uri, count=n, etag=fetched.etag, last_modified=fetched.last_modified,
-                                         watermark=fetched.watermark, content_hash=fetched.content_hash),
+                                         watermark=fetched.watermark, content_hash=fetched.content_hash,
+                                         window_anchor=fetched.window_anchor),
                 measurements=Measurements(
                     recall_at_k=measured.recall_at_k, k=measured.k, queries=len(measured.query_rows),
                     latency_p50_ms=measured.latency_p50_ms, latency_p95_ms=measured.latency_p95_ms,

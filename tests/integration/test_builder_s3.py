@@ -17,7 +17,7 @@ from s3_harness import Buckets, build_request, clustered, put_npy, run_builder
 
 from indexops_api.manifest import Manifest
 from indexops_store.s3 import ArtifactStore, sha256_file
-from exact import leave_one_out_recall
+from exact import capture_measured_indexes, held_out_recall, in_source_order, search_ids
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,9 @@ def _download(s3: Any, bucket: str, key: str, path: Path) -> Path:
 )
 def test_builder_publishes_index_ids_and_manifest_last_with_correct_digests_and_a_reproducible_recall(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path,
-    index_type: str, metric: str, n: int, dim: int, parameters: dict[str, int],
+    index_type: str, metric: str, n: int, dim: int, parameters: dict[str, int], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    measured = capture_measured_indexes(monkeypatch)
     data = clustered(n, dim, seed=7)
     ids = np.arange(n, dtype=np.int64) * 3 + 1000
     put_npy(s3, buckets.source, "6h/vectors.npy", data)
@@ -75,22 +76,21 @@ def test_builder_publishes_index_ids_and_manifest_last_with_correct_digests_and_
     assert manifest.source.count == n and manifest.source.uri == f"s3://{buckets.source}/6h/vectors.npy"
     assert manifest.source.etag and manifest.source.last_modified
     assert manifest.faiss_version == faiss.__version__
-    assert np.array_equal(np.load(tmp_path / manifest.ids_file), ids)
-
-    # Recompute recall independently: exact neighbours by numpy, approximate ones by the
-    # published index searched with the published search parameters.
-    index = faiss.read_index(str(tmp_path / manifest.index_file))
-    assert index.ntotal == n
-    space = faiss.ParameterSpace()
-    for name, value in manifest.search_parameters.items():
-        space.set_index_parameter(index, name, value)
     rows = np.load(tmp_path / "validation-queries.npy")
     assert len(rows) == manifest.measurements.queries == 60
-    queries = data[rows].copy()
-    if metric == "Cosine":
-        faiss.normalize_L2(queries)
+    # ids.npy maps index positions to ids: the rows kept for building in source order, then the
+    # held-out validation rows, appended after measuring.
+    published_ids = np.load(tmp_path / manifest.ids_file)
+    kept = np.setdiff1d(np.arange(n), rows)
+    np.testing.assert_array_equal(published_ids, np.concatenate([ids[kept], ids[rows]]))
+
+    # Recompute recall independently: exact neighbours by numpy over the rows that are not
+    # queries, approximate ones by the index as measured with the published search parameters.
+    index = faiss.read_index(str(tmp_path / manifest.index_file))
+    assert index.ntotal == n and measured[-1].ntotal == n - 60
     k = manifest.measurements.k
-    recall = leave_one_out_recall(index, queries, data, rows, k, metric)
+    found = search_ids(measured[-1], data[rows], k, published_ids, manifest.search_parameters, metric)
+    recall = held_out_recall(found, data, rows, ids, k, metric)
     assert manifest.measurements.recall_at_k == pytest.approx(recall, abs=1e-9)
     assert recall == 1.0 if index_type == "Flat" else 0.3 < recall < 1.0
     m = manifest.measurements
@@ -220,7 +220,8 @@ def test_a_local_float64_file_source_is_converted_to_float32_and_fingerprinted_b
     assert manifest.source.uri == str(tmp_path / "vectors-6h.npy")
     assert manifest.source.etag is None and manifest.source.last_modified
     index = faiss.read_index(str(_download(s3, buckets.artifacts, f"{result.prefix}/index.faiss", tmp_path / "i.faiss")))
-    stored = index.reconstruct_n(0, index.ntotal)
+    rows = np.load(_download(s3, buckets.artifacts, f"{result.prefix}/validation-queries.npy", tmp_path / "q.npy"))
+    stored = in_source_order(index.reconstruct_n(0, index.ntotal), rows)
     assert stored.dtype == np.float32 and np.array_equal(stored, data.astype(np.float32))
 
 

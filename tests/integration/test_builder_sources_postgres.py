@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from s3_harness import Buckets, build_request, clustered, free_port, pg_execute, run_builder
 
+from exact import in_source_order
+
 from indexops_api.manifest import Manifest
 
 pytestmark = pytest.mark.integration
@@ -62,10 +64,12 @@ def _manifest(s3: Any, bucket: str, prefix: str) -> Manifest:
 
 
 def _index_rows(s3: Any, buckets: Buckets, prefix: str, tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    s3.download_file(buckets.artifacts, f"{prefix}/index.faiss", str(tmp_path / "index.faiss"))
-    s3.download_file(buckets.artifacts, f"{prefix}/ids.npy", str(tmp_path / "ids.npy"))
+    """The vectors stored in the published Flat index and its ids file, in source order."""
+    for name in ("index.faiss", "ids.npy", "validation-queries.npy"):
+        s3.download_file(buckets.artifacts, f"{prefix}/{name}", str(tmp_path / name))
     index = faiss.read_index(str(tmp_path / "index.faiss"))
-    return index.reconstruct_n(0, index.ntotal), np.load(tmp_path / "ids.npy")
+    rows = np.load(tmp_path / "validation-queries.npy")
+    return in_source_order(index.reconstruct_n(0, index.ntotal), rows), in_source_order(np.load(tmp_path / "ids.npy"), rows)
 
 
 def _assert_failed(result: Any, s3: Any, buckets: Buckets, code: str, *fragments: str) -> None:

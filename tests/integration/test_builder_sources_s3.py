@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 from s3_harness import Buckets, build_request, clustered, put_npy, put_parquet, run_builder, vector_table
 
+from exact import in_source_order
+
 from indexops_api.manifest import Manifest
 
 pytestmark = pytest.mark.integration
@@ -36,10 +38,11 @@ def _published(s3: Any, bucket: str, prefix: str, name: str, tmp_path: Path) -> 
 
 
 def _index_rows(s3: Any, buckets: Buckets, prefix: str, tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The vectors stored in the published Flat index and its ids file."""
+    """The vectors stored in the published Flat index and its ids file, in source order."""
     index = faiss.read_index(str(_published(s3, buckets.artifacts, prefix, "index.faiss", tmp_path)))
     ids = np.load(_published(s3, buckets.artifacts, prefix, "ids.npy", tmp_path))
-    return index.reconstruct_n(0, index.ntotal), ids
+    rows = np.load(_published(s3, buckets.artifacts, prefix, "validation-queries.npy", tmp_path))
+    return in_source_order(index.reconstruct_n(0, index.ntotal), rows), in_source_order(ids, rows)
 
 
 def _assert_nothing_published(s3: Any, buckets: Buckets) -> None:

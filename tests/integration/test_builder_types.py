@@ -1,8 +1,9 @@
 """Every index type, a raw factory string and Auto build end-to-end against a real S3 API.
 
-Recall is re-derived independently: numpy brute force for the exact neighbours, the
-published index (searched with the published search parameters) for the approximate
-ones, on the rows the manifest's ``validation-queries.npy`` names.
+Recall is re-derived independently on the rows ``validation-queries.npy`` names: numpy
+brute force over every *other* source row for the exact neighbours; for the approximate
+ones, the index as the builder measured it (those rows not yet added), searched with the
+published search parameters, its positions mapped to ids through the published ``ids.npy``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from s3_harness import Buckets, build_request, clustered, put_npy, run_builder
 from index_serving.loader import VersionLoader, search_parameters_of
 from indexops_api.manifest import Manifest
 from indexops_store.s3 import ArtifactStore, make_client
-from exact import leave_one_out_recall
+from exact import capture_measured_indexes, held_out_recall, search_ids
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +48,20 @@ def _manifest(s3: Any, bucket: str, prefix: str) -> Manifest:
 
 
 
-def _independent_recall(s3: Any, bucket: str, prefix: str, manifest: Manifest, data: np.ndarray, tmp: Path) -> float:
-    for name in (manifest.index_file, "validation-queries.npy"):
+def _download(s3: Any, bucket: str, prefix: str, manifest: Manifest, tmp: Path) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The published index, ids.npy and validation-queries.npy."""
+    for name in (manifest.index_file, manifest.ids_file, "validation-queries.npy"):
         s3.download_file(bucket, f"{prefix}/{name}", str(tmp / name))
-    index = faiss.read_index(str(tmp / manifest.index_file))
-    space = faiss.ParameterSpace()
-    for name, value in manifest.search_parameters.items():
-        space.set_index_parameter(index, name, value)
-    rows = np.load(tmp / "validation-queries.npy")
-    queries = data[rows].copy()
-    if manifest.metric.value == "Cosine":
-        faiss.normalize_L2(queries)
-    k = manifest.measurements.k
-    return leave_one_out_recall(index, queries, data, rows, k, manifest.metric.value)
+    return (faiss.read_index(str(tmp / manifest.index_file)), np.load(tmp / manifest.ids_file),
+            np.load(tmp / "validation-queries.npy"))
+
+
+def _independent_recall(measured_index: Any, manifest: Manifest, published_ids: np.ndarray, rows: np.ndarray,
+                        data: np.ndarray) -> float:
+    k, metric = manifest.measurements.k, manifest.metric.value
+    found = search_ids(measured_index, data[rows], k, published_ids, manifest.search_parameters, metric)
+    assert not np.isin(found, rows).any()  # a held-out row can never be its own (or anyone's) neighbour
+    return held_out_recall(found, data, rows, np.arange(len(data)), k, metric)
 
 
 CASES: dict[str, tuple[dict[str, Any], str, str]] = {
@@ -77,23 +79,29 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_index_type_builds_and_its_recorded_recall_matches_numpy_brute_force(
-    case: str, s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, data: np.ndarray
+    case: str, s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, data: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     overrides, metric, factory = CASES[case]
     put_npy(s3, buckets.source, "6h/vectors.npy", data)
     request = build_request(buckets=buckets, endpoint=s3_endpoint, dimension=DIM, metric=metric,
                             validation={"queries": 80, "k": 10}, **overrides)
+    measured = capture_measured_indexes(monkeypatch)
 
     result = run_builder(request, tmp_path)
 
     assert (result.exit_code, result.termination) == (0, "")
     manifest = _manifest(s3, buckets.artifacts, result.prefix)
     assert manifest.factory == factory and manifest.index_type.value == overrides["indexType"]
+    published, published_ids, rows = _download(s3, buckets.artifacts, result.prefix, manifest, tmp_path)
+    assert len(rows) == manifest.measurements.queries == 80
+    assert measured[-1].ntotal == N - 80 and published.ntotal == N  # measured without the query rows, published with
+    np.testing.assert_array_equal(published_ids[N - 80:], rows)  # appended last, after measuring
+    np.testing.assert_array_equal(np.sort(published_ids), np.arange(N))
     assert manifest.measurements.recall_at_k == pytest.approx(
-        _independent_recall(s3, buckets.artifacts, result.prefix, manifest, data, tmp_path), abs=1e-9)
-    assert manifest.measurements.queries == 80
+        _independent_recall(measured[-1], manifest, published_ids, rows, data), abs=1e-9)
     names = {c.name for c in manifest.checks}
-    assert {"ntotalMatchesVectors", "dimensionMatchesSpec", "idsMatchNtotal", "filesNotEmpty",
+    assert {"ntotalMatchesVectors", "dimensionMatchesSpec", "idsMatchNtotal", "filesNotEmpty", "queriesHeldOut",
             "searchReturnsK", "noDuplicateIds", "distancesMonotonic"} <= names
     assert all(c.passed for c in manifest.checks), manifest.checks
     m = manifest.measurements
