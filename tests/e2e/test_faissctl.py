@@ -31,7 +31,7 @@ NAME = "cli"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
+def cluster(stack_env: dict[str, str]) -> Cluster:  # stack_env: `stack.py up` (idempotent) first
     c = Cluster.from_stack()
     c.install_operator()
     vectors, ids = sample_embeddings(N, DIM, seed=23)
