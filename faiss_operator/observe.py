@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from indexops_api import constants as c
 from indexops_api.layout import serving_name
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import FaissIndexStatus
+from indexops_api.status import BuildResult, FaissIndexStatus
 from indexops_store import StorageError
 from faiss_operator.artifacts import Artifacts, store_for
 from faiss_operator.conditions import parse_time
@@ -114,6 +114,21 @@ def observe_serving(namespace: str, index: str) -> ServingObservation:
     )
 
 
+def _build_just_ended(status: FaissIndexStatus, jobs: tuple[JobObservation, ...]) -> bool:
+    """The tracked build's Job ended and this pass may promote its version.
+
+    A drift probe on such a pass would compare the source with the version serving *before*
+    the promotion (the status read at the start of the pass): after a drift rebuild it would
+    report the drift the new version just fixed and start yet another build. The next pass
+    checks against the new version.
+    """
+    last = status.last_build
+    if last is None or last.result != BuildResult.RUNNING:
+        return False
+    job = next((j for j in jobs if j.name == last.job), None)
+    return job is None or job.state != "Running"
+
+
 def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -145,7 +160,7 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
         fields["versions"] = at.versions()
         fields.update(at.manifest_to_gate(status, jobs))
         fields.update(at.pin_target(status))
-        if sync_due(spec, status, now):
+        if sync_due(spec, status, now) and not _build_just_ended(status, jobs):
             fields["sync"] = probe_sync(at, status, namespace, now)
             fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
     except StorageError as exc:
