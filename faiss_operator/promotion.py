@@ -7,7 +7,7 @@ from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Reason
 from faiss_operator.conditions import timestamp
-from faiss_operator.gates import gate_failures
+from indexops_api.gates import gate_failures
 from faiss_operator.model import Event, Observation
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from indexops_api.manifest import CheckResult
-from faiss_operator.gates import gate_failures
+from indexops_api.gates import gate_failures
 
 from factories import manifest, spec
 
