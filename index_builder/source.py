@@ -5,7 +5,9 @@ returns a float matrix, optional ids and what identifies the source revision (th
 fingerprint the operator compares for drift). A single ``.npy`` object or file is
 downloaded to the work directory (boto3's multipart transfer) and opened as a read-only
 memmap, after checking its header against its size so a truncated upload is reported as
-truncated rather than as an obscure mmap error. Prefixes and Parquet stream through
+truncated rather than as an obscure mmap error. For an S3 object that header is read
+first with a ranged GET, so the shape checks and the memory preflight fail a build
+before gigabytes are downloaded. Prefixes and Parquet stream through
 ``source_s3`` / ``source_parquet``; PostgreSQL through ``source_postgres``.
 """
 
@@ -101,8 +103,8 @@ def load(
     """Read the source into memory (or a memmap); raises a typed ``BuildFailure``.
 
     ``on_count`` (the memory preflight) is called with the row count as soon as it is
-    known: from npy headers / Parquet footers / ``count(*)`` before vector data is read;
-    for a single downloaded npy, right after the download.
+    known: from npy headers / Parquet footers / ``count(*)`` before vector data is read
+    (for a single S3 object, before it is downloaded); for a local file, once it is open.
     """
     if spec.source.postgres is not None:
         rows = source_postgres.read(spec.source.postgres, env, dimension=spec.dimension, on_count=on_count)
@@ -110,15 +112,29 @@ def load(
                             content_hash=rows.content_hash, window_anchor=rows.window_anchor)
     location = locate(spec, env)
     if location.bucket is None or (location.format == "npy" and not location.is_prefix):
+        counted = _npy_object_rows(location, spec.dimension) if location.bucket is not None else None
+        if on_count is not None and counted is not None:
+            on_count(counted)  # before the download
         fetched = fetch(location, workdir)
         vectors = open_npy(fetched.vectors_path, name=fetched.uri)
-        if on_count is not None and vectors.ndim == 2:
+        if on_count is not None and counted is None and vectors.ndim == 2:
             on_count(int(vectors.shape[0]))
         ids = open_npy(fetched.ids_path, name=fetched.ids_uri or "") if fetched.ids_path else None
         return LoadedSource(vectors, ids, fetched.uri, ids_uri=fetched.ids_uri, etag=fetched.etag,
                             last_modified=fetched.last_modified, watermark=fetched.last_modified)
     assert spec.source.s3 is not None
     return _load_streamed(spec.source.s3, location, spec.dimension, on_count)
+
+
+def _npy_object_rows(location: SourceLocation, dimension: int) -> int | None:
+    """Rows of a single ``.npy`` object from its header (HEAD + a ranged GET), None if only numpy can parse it."""
+    assert location.bucket is not None
+    store = ArtifactStore(make_client(location.endpoint, location.region), location.bucket)
+    header = source_s3.npy_header(store.client, source_s3.head_object(store, location.vectors), dimension)
+    if header is not None:
+        log.info("source header read", extra={"uri": header.obj.uri, "vectors": header.rows, "dtype": str(header.dtype),
+                                              "bytes": header.obj.size})
+    return header.rows if header is not None else None
 
 
 def _load_streamed(

@@ -145,17 +145,33 @@ class _NpyLayout:
 
 
 def _npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
+    layout = npy_header(client, obj, dimension)
+    if layout is None:
+        raise SourceInvalid(f"{obj.uri}: unsupported .npy version (3.0); save it with numpy.save defaults")
+    return layout
+
+
+def npy_header(client: Any, obj: S3Object, dimension: int) -> _NpyLayout | None:
+    """Shape, dtype and data offset from the header alone (ranged GETs of the first bytes).
+
+    Checks the shape against ``dimension`` and the object size against the header, so a
+    wrong or truncated object fails before its data is read. None for format 3.0 headers,
+    which only ``numpy.load`` parses.
+    """
     with open_object(client, obj, buffer_size=64 * 1024) as fh:
         try:
             version = np.lib.format.read_magic(fh)
+        except (ValueError, EOFError) as exc:
+            raise SourceInvalid(f"{obj.uri} is not a .npy file: {exc}") from exc
+        try:
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             else:
-                raise SourceInvalid(f"{obj.uri}: unsupported .npy version {version}")
+                return None
         except (ValueError, SyntaxError, EOFError) as exc:
-            raise SourceInvalid(f"{obj.uri} is not a readable .npy file: {exc}") from exc
+            raise SourceInvalid(f"{obj.uri} has an unreadable .npy header: {exc}") from exc
         offset = fh.tell()
     if dtype.hasobject:
         raise SourceInvalid(f"{obj.uri} holds Python objects (dtype {dtype}); store a numeric array")

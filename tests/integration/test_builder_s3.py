@@ -153,6 +153,55 @@ def test_each_bad_input_fails_with_its_code_exit_1_and_no_manifest(
     assert s3.list_objects_v2(Bucket=buckets.artifacts).get("KeyCount", 0) == 0
 
 
+def _record_downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Keys of whole-object downloads (``ArtifactStore.download_file``), which still happen."""
+    downloads: list[str] = []
+    original = ArtifactStore.download_file
+
+    def recording(store: ArtifactStore, key: str, path: Path) -> None:
+        downloads.append(key)
+        original(store, key, path)
+
+    monkeypatch.setattr(ArtifactStore, "download_file", recording)
+    return downloads
+
+
+@pytest.mark.parametrize(
+    ("body", "overrides", "expected"),
+    [
+        (GOOD, {"build": {"maxMemory": "64Mi"}}, "InsufficientMemory: needs ~0.2"),
+        (GOOD[:, :16], {}, "DimensionMismatch: "),
+        (_npy_bytes(GOOD)[:20000], {}, "SourceInvalid: "),
+    ],
+    ids=["memory", "dimension", "truncated"],
+)
+def test_a_single_npy_object_is_checked_from_its_header_before_it_is_downloaded(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    body: np.ndarray | bytes, overrides: dict[str, Any], expected: str,
+) -> None:
+    s3.put_object(Bucket=buckets.source, Key="6h/vectors.npy", Body=body if isinstance(body, bytes) else _npy_bytes(body))
+    downloads = _record_downloads(monkeypatch)
+
+    result = run_builder(build_request(buckets=buckets, endpoint=s3_endpoint, **overrides), tmp_path)
+
+    assert result.exit_code == 1 and result.termination.startswith(expected), result.termination
+    assert downloads == []
+    assert s3.list_objects_v2(Bucket=buckets.artifacts).get("KeyCount", 0) == 0
+
+
+def test_a_single_npy_object_that_fits_is_downloaded_once_after_its_header_was_read(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    put_npy(s3, buckets.source, "6h/vectors.npy", GOOD)
+    downloads = _record_downloads(monkeypatch)
+
+    result = run_builder(build_request(buckets=buckets, endpoint=s3_endpoint, build={"maxMemory": "1Gi"}), tmp_path)
+
+    assert (result.exit_code, result.termination) == (0, "")
+    assert downloads == ["6h/vectors.npy"]
+    assert _manifest(s3, buckets.artifacts, result.prefix).vectors == len(GOOD)
+
+
 def test_a_retried_build_of_the_same_version_exits_0_without_rewriting_anything(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path
 ) -> None:
