@@ -369,6 +369,7 @@ def run(args) -> int:
         "data": dataset.provenance, "types": rows, "skipped": skipped, "autofaiss": autofaiss,
         "bench_seconds": round(time.perf_counter() - started, 1),
         "builder_code": code,
+        "previous": report.previous_summary(RESULTS / "builder.json"),
     }
     report.write(result, RESULTS)
     say(f"done in {result['bench_seconds']:.0f}s -> {RESULTS}/builder.{{json,md,png}}")

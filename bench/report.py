@@ -35,7 +35,7 @@ def index_bytes(manifest: dict) -> int | None:
 
 def table(result: dict) -> list[str]:
     lines = [
-        "| type | factory | raw faiss build s | builder end-to-end s | ratio | recall@10 raw / builder (builder's own) | p99 ms raw / builder | index bytes | peak RSS raw / builder |",
+        "| type | factory | raw faiss build s | builder end-to-end s | ratio | recall@10 raw / builder (builder's own, held out) | p99 ms raw / builder | index bytes | peak RSS raw / builder |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["types"]:
@@ -71,7 +71,8 @@ def markdown(result: dict) -> str:
         "  to end (load + checks, train, add, its own recall/latency measurement, S3 upload to moto on 127.0.0.1, manifest).",
         f"- recall@10 and p99 are measured here the same way for every index: {result['queries']} held-out queries that no",
         "  index contains, exact ground truth from `IndexFlatL2`, one single-query search per query, with the manifest's search",
-        "  parameters. In parentheses: the recall the builder measured itself (on rows sampled from the source).",
+        "  parameters. In parentheses: the recall the builder measured itself, on validation rows sampled from the source",
+        "  and held out of the index while it measured (appended afterwards), so it should agree with the column before it.",
         f"- Builder specs: default parameters, `validation.k=10`, `tuning.targetRecall={result['target_recall']}` (not on Flat),",
         f"  `build.maxMemory={result['max_memory']}`. Peak RSS is each process's own `VmHWM` (interpreter + faiss + touched",
         "  pages of the memory-mapped data + index).",
@@ -81,6 +82,7 @@ def markdown(result: dict) -> str:
         "  trades its whole 10 ms for recall where the builder stops at its own defaults/target."
         + (f" Error: {result['autofaiss']['error']}" if "error" in result["autofaiss"] else ""),
     ]
+    out += previous_section(result)
     if result["skipped"]:
         out += ["", "Skipped:", *[f"- {s['type']}: {s['why']}" for s in result["skipped"]]]
     out += [
@@ -102,6 +104,41 @@ def markdown(result: dict) -> str:
         f"Whole benchmark: {result['bench_seconds']:.0f} s. Numbers are for this machine and run only.",
     ]
     return "\n".join(out) + "\n"
+
+
+def previous_summary(path: Path) -> dict | None:
+    """Per type, what the run saved at ``path`` (the one this run replaces) chose and measured."""
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    types = {}
+    for row in old.get("types", []):
+        m = row["builder"]["manifest"]
+        types[row["type"]] = {"search": m["searchParameters"], "own": m["measurements"]["recallAtK"],
+                              "held_out": row["builder"]["held_out"]["recall_at_10"],
+                              "p99_ms": row["builder"]["held_out"]["p99_ms"], "seconds": row["builder"]["seconds"]}
+    return {"head": (old.get("builder_code") or {}).get("head"), "n": old.get("n"), "types": types}
+
+
+def previous_section(result: dict) -> list[str]:
+    """Before/after per type against the run this one replaced (same data size only)."""
+    prev = result.get("previous")
+    if not prev or prev.get("n") != result["n"]:
+        return []
+    lines = ["", f"## Compared with the previous run (builder at {str(prev.get('head'))[:10]})", "",
+             "| type | search before -> now | builder's own recall before -> now | recall on held-out queries before -> now "
+             "| p99 ms before -> now | builder s before -> now |", "|---|---|---|---|---|---|"]
+    for row in result["types"]:
+        before = prev["types"].get(row["type"])
+        if before is None:
+            continue
+        m, held = row["builder"]["manifest"], row["builder"]["held_out"]
+        lines.append(
+            f"| {row['type']} | {_params(before['search']) or '–'} -> {_params(m['searchParameters']) or '–'} | "
+            f"{before['own']:.3f} -> {m['measurements']['recallAtK']:.3f} | {before['held_out']:.3f} -> {held['recall_at_10']:.3f} | "
+            f"{before['p99_ms']:.3f} -> {held['p99_ms']:.3f} | {before['seconds']:.1f} -> {row['builder']['seconds']:.1f} |"
+        )
+    return lines
 
 
 def _code(code: dict | None) -> str:
