@@ -30,6 +30,8 @@ ENV_REGION = "AWS_DEFAULT_REGION"
 ENV_ENABLED = "FAISS_SERVING_ENABLED"  # false: no polling or loading, every search uses the fallback
 ENV_SHADOW_QUEUE = "FAISS_SHADOW_QUEUE"
 ENV_MEMORY_HEADROOM = "FAISS_MEMORY_HEADROOM_FACTOR"
+# After SIGTERM: keep answering this long while /readyz fails, so endpoints drop the pod first.
+ENV_DRAIN_SECONDS = "FAISS_DRAIN_SECONDS"
 _FALSE = ("0", "false", "no", "off")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -46,6 +48,7 @@ class ServingConfig:
     cache_dir: Path = Path("/tmp/faiss-cache")
     search_threads: int = 4
     shutdown_seconds: float = 20.0
+    drain_seconds: float = 5.0
     enabled: bool = True
     shadow_queue_size: int = DEFAULT_CAPACITY
     memory_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
@@ -74,6 +77,7 @@ class ServingConfig:
             "enabled": _flag(env, ENV_ENABLED, True),
             "shadow_queue_size": _number(env, ENV_SHADOW_QUEUE, int, DEFAULT_CAPACITY),
             "memory_headroom_factor": _number(env, ENV_MEMORY_HEADROOM, float, DEFAULT_HEADROOM_FACTOR),
+            "drain_seconds": _number(env, ENV_DRAIN_SECONDS, float, 5.0),
         }
         values.update(given)
         missing = [name for name, var in (("pointer_bucket", ENV_POINTER_BUCKET), ("pointer_key", ENV_POINTER_KEY))

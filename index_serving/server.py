@@ -54,9 +54,6 @@ async def search(request: web.Request) -> web.Response:
     except BadRequest as exc:
         metrics.requests.labels(version=NO_VERSION, code="400").inc()
         return _error(400, str(exc))
-    if request.app[STATE]["draining"]:
-        metrics.requests.labels(version=NO_VERSION, code="503").inc()
-        return _error(503, "server is shutting down")
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(request.app[EXECUTOR], runtime.search, parsed.vectors, parsed.k, parsed.key)
@@ -133,8 +130,12 @@ async def serve(
         if on_listening is not None:
             on_listening(host, port)
         await stop.wait()
-        log.info("shutting down: draining in-flight requests")
+        # Readiness fails at once, but searches are still answered for drain_seconds: the
+        # endpoints controller needs a moment to take this pod out of the Service, and a
+        # client that picked it just before must not see a refused connection.
         app[STATE]["draining"] = True
+        log.info("shutting down: not ready, still answering for the drain period", extra={"seconds": config.drain_seconds})
+        await asyncio.sleep(config.drain_seconds)
     finally:
         runtime.stop()
         await runner.cleanup()

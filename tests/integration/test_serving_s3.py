@@ -241,7 +241,7 @@ def test_status_reports_each_step_s_analysis_window_with_shadow_overlap_and_rest
     assert second["since"] >= first["since"]
 
 
-def test_the_server_process_binds_the_pod_ip_and_exits_0_on_sigterm(
+def test_the_server_process_binds_the_pod_ip_and_on_sigterm_drains_then_exits_0(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path
 ) -> None:
     publish(s3, s3_endpoint, buckets, tmp_path, "v1", clustered(300, DIM, seed=1))
@@ -249,7 +249,8 @@ def test_the_server_process_binds_the_pod_ip_and_exits_0_on_sigterm(
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "POD_IP": "127.0.0.1", "FAISS_SERVING_PORT": str(port),
            "FAISS_POINTER_BUCKET": buckets.artifacts, "FAISS_POINTER_KEY": pointer_key("faiss-indexes", "team-a", INDEX, "6h"),
-           "FAISS_S3_ENDPOINT_URL": s3_endpoint, "FAISS_POLL_SECONDS": "0.2", "FAISS_CACHE_DIR": str(tmp_path / "cache")}
+           "FAISS_S3_ENDPOINT_URL": s3_endpoint, "FAISS_POLL_SECONDS": "0.2", "FAISS_CACHE_DIR": str(tmp_path / "cache"),
+           "FAISS_DRAIN_SECONDS": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "index_serving"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -261,6 +262,11 @@ def test_the_server_process_binds_the_pod_ip_and_exits_0_on_sigterm(
         wait_for(ready, timeout=60, what="the server process to become ready")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGTERM)
+        # the drain period: not ready any more, but searches are still answered
+        wait_for(lambda: http("GET", f"http://127.0.0.1:{port}/readyz", timeout=1)[0] == 503, timeout=5,
+                 what="readiness to fail after SIGTERM")
+        code, body = http("POST", f"http://127.0.0.1:{port}/v1/search", {"vectors": [[0.1] * DIM], "k": 3}, timeout=5)
+        assert code == 200 and body["version"] == "v1"
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
