@@ -34,6 +34,13 @@ class OperatorConfig:
     lease_namespace: str = "default"  # the chart sets POD_NAMESPACE: the operator's own namespace
     lease_duration_seconds: int = 15
     pod_name: str = ""  # POD_NAME (downward API); the host name outside a pod
+    # ServiceAccounts of the builder and serving pods, which live in each FaissIndex's own
+    # namespace. Those pods never call the Kubernetes API: their token is never mounted and
+    # no RBAC is bound, so the namespace's `default` account is enough. The chart sets a
+    # dedicated name (and creates it where it can) when pods need an identity of their own,
+    # e.g. for cloud IAM through account annotations; it must exist in every index namespace.
+    builder_service_account: str = "default"
+    serving_service_account: str = "default"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -51,4 +58,6 @@ class OperatorConfig:
             lease_namespace=e.get("POD_NAMESPACE") or cls.lease_namespace,
             lease_duration_seconds=int(e.get("FAISS_OPERATOR_LEASE_DURATION_SECONDS") or cls.lease_duration_seconds),
             pod_name=e.get("POD_NAME") or socket.gethostname(),
+            builder_service_account=e.get("FAISS_OPERATOR_BUILDER_SERVICE_ACCOUNT") or cls.builder_service_account,
+            serving_service_account=e.get("FAISS_OPERATOR_SERVING_SERVICE_ACCOUNT") or cls.serving_service_account,
         )

@@ -1,7 +1,9 @@
 """Pure builders of the Kubernetes objects the operator owns: ``build_*() -> dict``.
 
 No client calls here, so every manifest can be unit-tested and diffed. Pods run
-non-root with a read-only root filesystem; scratch space is an emptyDir.
+non-root with a read-only root filesystem; scratch space is an emptyDir. Builder and
+serving pods run under the configured ServiceAccount without its token: they never call
+the Kubernetes API.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ def build_job(
                 "metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": {
                     "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
+                    "serviceAccountName": config.builder_service_account,
+                    "automountServiceAccountToken": False,  # no Kubernetes API access
                     "securityContext": _POD_SECURITY,
                     "containers": [
                         {
@@ -162,7 +165,8 @@ def build_deployment(*, index: str, namespace: str, uid: str, spec: FaissIndexSp
             "template": {
                 "metadata": {"labels": labels(index, "serving")},
                 "spec": {
-                    "automountServiceAccountToken": False,
+                    "serviceAccountName": config.serving_service_account,
+                    "automountServiceAccountToken": False,  # no Kubernetes API access
                     "securityContext": _POD_SECURITY,
                     "terminationGracePeriodSeconds": 30,
                     "containers": [

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the dev/test control-plane binaries (etcd, kube-apiserver,
-# kube-controller-manager) and helm from pinned Go modules, cached by version
+# kube-controller-manager), helm and kube-score from pinned Go modules, cached by version
 # outside the work tree. Nothing here ships in the product; see
 # ../shared/design/LOCAL_CLUSTER.md for why we build instead of download.
 set -euo pipefail
@@ -12,6 +12,10 @@ TOOLS_DIR="${FAISS_TOOLS_DIR:-${HOME}/.cache/faiss-index-operator/tools}"
 K8S_DIR="${TOOLS_DIR}/k8s-${K8S_VERSION}"
 ETCD_DIR="${TOOLS_DIR}/etcd-${ETCD_VERSION}"
 HELM_DIR="${TOOLS_DIR}/helm-${HELM_VERSION}"
+# kube-score (static checks of the rendered chart, tests/unit/test_chart_lint.py): the
+# version is the one pinned in hack/tools/kube-score/go.mod (go.sum checks every module).
+KUBE_SCORE_VERSION="$(awk '$1 == "require" && $2 == "github.com/zegl/kube-score" {print $3}' "${HERE}/tools/kube-score/go.mod")"
+KUBE_SCORE_DIR="${TOOLS_DIR}/kube-score-${KUBE_SCORE_VERSION}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
 
@@ -52,6 +56,15 @@ build_helm() {
   rm -rf "${HELM_DIR}"; mv "${HELM_DIR}.tmp" "${HELM_DIR}"
 }
 
+build_kube_score() {
+  if [[ -x "${KUBE_SCORE_DIR}/kube-score" ]]; then log "kube-score ${KUBE_SCORE_VERSION}: cached"; return; fi
+  log "building kube-score ${KUBE_SCORE_VERSION} (cold: 2-5 min on 2 cores)"
+  mkdir -p "${KUBE_SCORE_DIR}.tmp"
+  (cd "${HERE}/tools/kube-score" && go build -trimpath -ldflags "-s -w -X main.version=${KUBE_SCORE_VERSION}" \
+      -o "${KUBE_SCORE_DIR}.tmp/kube-score" github.com/zegl/kube-score/cmd/kube-score)
+  rm -rf "${KUBE_SCORE_DIR}"; mv "${KUBE_SCORE_DIR}.tmp" "${KUBE_SCORE_DIR}"
+}
+
 # Argo CD Lua test runner (gopher-lua, as Argo CD; tests/unit/test_argocd_lua.py). Our
 # own source, so it is cached by a digest of that source instead of a version.
 LUATEST_SRC="${HERE}/tools/luatest"
@@ -76,13 +89,14 @@ case "${1:-all}" in
   print-dir) echo "${TOOLS_DIR}";;
   k8s) build_k8s;;
   etcd) build_etcd;;
-  helm) build_helm;;
+  helm) build_helm; echo "${HELM_DIR}/helm";;  # prints the binary's path
+  kube-score) build_kube_score; echo "${KUBE_SCORE_DIR}/kube-score";;  # prints the binary's path
   luatest) build_luatest; echo "$(luatest_dir)/luatest";;  # prints the binary's path
-  all) build_etcd; build_helm; build_k8s
+  all) build_etcd; build_helm; build_kube_score; build_k8s
        mkdir -p "${TOOLS_DIR}/bin"
        ln -sf "${K8S_DIR}/kube-apiserver" "${K8S_DIR}/kube-controller-manager" \
-              "${ETCD_DIR}/etcd" "${HELM_DIR}/helm" "${TOOLS_DIR}/bin/"
+              "${ETCD_DIR}/etcd" "${HELM_DIR}/helm" "${KUBE_SCORE_DIR}/kube-score" "${TOOLS_DIR}/bin/"
        build_luatest
        log "tools ready in ${TOOLS_DIR}/bin";;
-  *) echo "usage: $0 [all|k8s|etcd|helm|luatest|print-dir]" >&2; exit 2;;
+  *) echo "usage: $0 [all|k8s|etcd|helm|kube-score|luatest|print-dir]" >&2; exit 2;;
 esac

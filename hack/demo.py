@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from localstack import Cluster, sample_embeddings, search  # noqa: E402
+from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search  # noqa: E402
 
 NAME, NAMESPACE, DIM, N = "weather-analogs-6h", "default", 64, 20000
 _T0 = time.monotonic()
@@ -62,6 +62,7 @@ def main() -> int:
     print(f"  served by version {answer['version']}")
     print(f"  ids:       {answer['ids'][0]}")
     print(f"  distances: {[round(d, 3) for d in answer['distances'][0]]}")
+    step(f"operator leader: pod {leader_pod(cluster)} (holder of Lease {OPERATOR_NAMESPACE}/{RELEASE}-leader; the other replica stands by)")
     step("kubectl get faissindex -o wide")
     print(cluster.kubectl("get", "faissindex", "-n", NAMESPACE, "-o", "wide").stdout)
     step(f"kubectl describe faissindex {NAME}")
@@ -70,16 +71,30 @@ def main() -> int:
     return 0
 
 
+def leader_pod(cluster: Cluster) -> str | None:
+    """The operator pod that acts: the Lease holder's identity is "<pod name>_<suffix>".
+
+    ``kubectl logs deploy/...`` picks any replica, and with two the standby's log only
+    says it is waiting for the Lease.
+    """
+    proc = cluster.kubectl("get", "lease", f"{RELEASE}-leader", "-n", OPERATOR_NAMESPACE,
+                           "-o", "jsonpath={.spec.holderIdentity}", check=False)
+    holder = proc.stdout.strip() if proc.returncode == 0 else ""
+    return holder.rsplit("_", 1)[0] if "_" in holder else None
+
+
 def diagnose() -> None:
     """What a person would look at next, printed when a step fails."""
     try:
         cluster = Cluster.from_stack()
     except RuntimeError:
         return
+    leader = leader_pod(cluster)
     for title, args in (
         ("pods", ("get", "pods", "-A", "-o", "wide")),
         ("FaissIndex status", ("get", "faissindex", NAME, "-n", NAMESPACE, "-o", "jsonpath={.status}")),
-        ("operator log (last 20 lines)", ("logs", "-n", "faiss-system", "deploy/faiss-operator", "--tail=20")),
+        (f"operator leader {leader} log (last 20 lines)", ("logs", "-n", OPERATOR_NAMESPACE, leader, "--tail=20")) if leader
+        else ("operator Lease (no leader holds it)", ("get", "lease", "-n", OPERATOR_NAMESPACE, "-o", "wide")),
     ):
         proc = cluster.kubectl(*args, check=False)
         print(f"--- {title}\n{(proc.stdout or proc.stderr).strip()}", file=sys.stderr)

@@ -7,13 +7,19 @@
 {{- end -}}
 {{- end -}}
 
+{{/* Labels of the operator's objects. */}}
 {{- define "faiss-operator.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "faiss-operator.componentLabels" (dict "root" . "component" "operator") }}
+{{- end -}}
+
+{{/* Labels of one component's objects: (dict "root" $ "component" "builder"). */}}
+{{- define "faiss-operator.componentLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/part-of: faiss-index-operator
-app.kubernetes.io/component: operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "faiss-operator.selectorLabels" -}}
@@ -27,4 +33,52 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "faiss-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+ServiceAccount of the builder / serving pods, (dict "root" $ "component" "builder"): the
+value's name, else "<fullname>-<component>" when the chart creates it, else the
+namespace's "default" account. Those pods never get its token (automountServiceAccountToken
+false on the account and on the pod) and no RBAC names it.
+*/}}
+{{- define "faiss-operator.workloadServiceAccountName" -}}
+{{- $sa := (index .root.Values .component).serviceAccount -}}
+{{- if $sa.name -}}
+{{- $sa.name -}}
+{{- else if $sa.create -}}
+{{- printf "%s-%s" (include "faiss-operator.fullname" .root | trunc 54 | trimSuffix "-") .component -}}
+{{- else -}}
+default
+{{- end -}}
+{{- end -}}
+
+{{/*
+Namespaces that get the chart's builder / serving ServiceAccounts: the release namespace,
+workloadNamespaces and the namespace of every faissIndexes entry, without duplicates.
+*/}}
+{{- define "faiss-operator.workloadNamespaces" -}}
+{{- $namespaces := list .Release.Namespace -}}
+{{- range .Values.workloadNamespaces }}{{ $namespaces = append $namespaces . }}{{ end -}}
+{{- range .Values.faissIndexes }}{{ $namespaces = append $namespaces (default $.Release.Namespace .namespace) }}{{ end -}}
+{{- $namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+Deep merge for faissIndexes: maps merge key by key, anything else in "override" replaces
+the default (lists too), and a null removes the default's key. Unlike sprig's
+mergeOverwrite, false, 0 and "" in an entry do override the defaults. Returns JSON.
+*/}}
+{{- define "faiss-operator.deepMerge" -}}
+{{- $merged := deepCopy .base -}}
+{{- range $key, $value := .override -}}
+{{- $current := get $merged $key -}}
+{{- if kindIs "invalid" $value -}}
+{{- $_ := unset $merged $key -}}
+{{- else if and (kindIs "map" $value) (kindIs "map" $current) -}}
+{{- $_ := set $merged $key (include "faiss-operator.deepMerge" (dict "base" $current "override" $value) | fromJson) -}}
+{{- else -}}
+{{- $_ := set $merged $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $merged -}}
 {{- end -}}
