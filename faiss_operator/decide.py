@@ -20,6 +20,7 @@ from faiss_operator.conditions import timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
+from faiss_operator.refusal import handle_refusals
 from faiss_operator.retention import versions_to_prune
 from faiss_operator.rollout import advance_steps
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
@@ -45,6 +46,7 @@ def decide(obs: Observation) -> Plan:
     events += promoted
     status, manual = apply_manual(obs, status)
     events += manual
+    status = handle_refusals(obs, status, events)
     if status.consecutive_failures > failures_before:
         status = status.model_copy(update={"next_retry_time": next_retry_time(spec, status.consecutive_failures, obs.now)})
         events += _stall_event(spec, status)

@@ -29,6 +29,7 @@ from faiss_operator.observe import observe, parse_spec
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
+POINTER_SETTLE_SECONDS = 3.0
 _wakeups: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def reconcile_once(namespace: str, name: str) -> float:
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
     last = plan.status.last_build
     building = last is not None and last.result == BuildResult.RUNNING
+    if plan.write_pointer is not None:
+        return POINTER_SETTLE_SECONDS  # look again soon: replicas load the new pointer within seconds
     busy = building or plan.status.candidate_version is not None or obs.storage_error
     return CONFIG.poll_seconds_while_building if busy else CONFIG.resync_seconds
 

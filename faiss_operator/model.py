@@ -59,6 +59,7 @@ class ReplicaReport:
     candidate: str | None = None
     versions: dict[str, VersionStats] = field(default_factory=dict)
     error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # version -> why this replica will not load it
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def pin_problem(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus
     pin = spec.rollout.pinned_version
     if pin is None or (status.current_version == pin and status.pinned_version == pin):
         return None
+    if pin == status.rolled_back_version:
+        return f"pinned version {pin} cannot serve: {status.rollback_reason}"
     m = obs.pinned_manifest
     if m is None or m.version != pin:
         return f"pinned version {pin} cannot serve: {obs.pinned_error or 'its manifest was not found'}"

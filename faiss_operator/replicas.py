@@ -41,6 +41,8 @@ def parse_report(pod: str, body: dict[str, Any]) -> ReplicaReport:
         stable=rollout.get("stableVersion"),
         candidate=rollout.get("candidateVersion"),
         versions={v: _stats(s) for v, s in (rollout.get("versions") or {}).items()},
+        refused={str(f["version"]): f"{f.get('reason', 'load')}: {f.get('message', '')}".strip()
+                 for f in body.get("failures") or [] if isinstance(f, dict) and f.get("version")},
     )
 
 

@@ -41,11 +41,16 @@ def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | No
     if not reports or all(r.error is not None for r in reports):
         return None  # replicas cannot be asked (e.g. a NetworkPolicy): Deployment readiness decides
     expected = (status.current_version, status.candidate_version)
+    if obs.pointer is not None and (obs.pointer.stable_version, obs.pointer.candidate_version) != expected:
+        # this pass writes a new pointer: replicas cannot have it yet; judge them by the stored one
+        expected = (obs.pointer.stable_version, obs.pointer.candidate_version)
     on = sum(1 for r in reports if r.error is None and (r.stable, r.candidate) == expected)
     if on == len(reports):
         return None
     want = f"{expected[0]}" + (f" + candidate {expected[1]}" if expected[1] else "")
-    return f"{on}/{len(reports)} serving replicas have loaded {want}"
+    refusals = sorted({f"{v}: {why}" for r in reports for v, why in r.refused.items() if v in expected})
+    refused = f"; refused: {'; '.join(refusals)}" if refusals else ""
+    return f"{on}/{len(reports)} serving replicas have loaded {want}{refused}"
 
 
 def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:

@@ -175,3 +175,44 @@ def test_a_promote_request_without_a_candidate_is_recorded_and_changes_nothing()
     plan = decide(observation(s, st, pointer=pointer(st.current_version), promote_request="x"))
     assert plan.events == [] and plan.status.current_version == st.current_version and plan.status.last_handled_promote == "x"
     assert isinstance(plan.status, FaissIndexStatus)
+
+
+def refusing(pod: str, generation: int, stable: str, cand: str | None, refused: dict[str, str]) -> ReplicaReport:
+    return ReplicaReport(pod=pod, generation=generation, stable=stable, candidate=cand, refused=refused)
+
+
+def test_a_candidate_every_replica_refuses_is_rolled_back_and_ready_stays_true(stepped):
+    s, st, ptr, v1, v2 = stepped
+    bad = {v2: "checksum: sha256 of index.faiss does not match the manifest"}
+    plan = decide(at(1, s, st, ptr, [refusing("a", 1, v1, None, bad), refusing("b", 1, v1, None, bad)]))
+    assert reasons(plan) == [EventReason.ROLLED_BACK]
+    assert "refused by 2/2 serving replicas: checksum" in plan.events[0].message
+    assert plan.status.candidate_version is None and plan.status.rolled_back_version == v2
+    assert plan.status.condition(ConditionType.DEGRADED).reason == Reason.ROLLED_BACK
+    after = decide(at(2, s, plan.status, plan.write_pointer, [refusing("a", 3, v1, None, {}), refusing("b", 3, v1, None, {})]))
+    assert after.status.condition(ConditionType.READY).status == "True"
+
+
+def test_a_candidate_only_some_replicas_refuse_is_not_rolled_back_and_ready_names_the_refusal(stepped):
+    s, st, ptr, v1, v2 = stepped
+    plan = decide(at(1, s, st, ptr, [refusing("a", 1, v1, None, {v2: "memory: needs 2 GiB"}), report("b", 2, v1, v2)]))
+    assert plan.status.candidate_version == v2 and EventReason.ROLLED_BACK not in reasons(plan)
+    ready = plan.status.condition(ConditionType.READY)
+    assert ready.status == "False" and "refused: " in ready.message and "memory: needs 2 GiB" in ready.message
+
+
+def test_a_pinned_version_every_replica_refuses_is_undone_and_not_pinned_again():
+    base = spec()
+    v1, v2 = version(base, NOW - timedelta(days=2)), version(base, NOW - timedelta(days=1))
+    s = spec(**{"rollout.pinnedVersion": v2})
+    st = serving(base, at=NOW - timedelta(days=2)).model_copy(update={"current_version": v2, "pinned_version": v2})
+    replicas = (refusing("a", 5, v1, None, {v2: "checksum: mismatch"}),)
+    plan = decide(observation(s, st, pointer=pointer(v2, generation=5), replicas=replicas))
+    assert reasons(plan) == [EventReason.ROLLED_BACK, EventReason.PINNED_VERSION_MISSING]
+    assert f"{v1} keeps serving" in plan.events[0].message
+    assert plan.status.current_version == v1 and plan.status.pinned_version is None
+    assert plan.write_pointer.stable_version == v1
+    again = decide(observation(s, plan.status, pointer=plan.write_pointer, replicas=(refusing("a", 6, v1, None, {}),)))
+    assert again.status.current_version == v1 and again.write_pointer is None
+    degraded = again.status.condition(ConditionType.DEGRADED)
+    assert degraded.reason == Reason.PINNED_VERSION_MISSING and "refused by 1/1 serving replicas" in degraded.message

@@ -1,0 +1,40 @@
+"""Versions the serving replicas refuse to load (checksum, load or memory failure). Pure.
+
+Serving never serves a version it cannot verify and load; it keeps what it had. When every
+reachable replica refuses the candidate, the candidate is rolled back; when every replica
+refuses the version status calls current (a promotion or a pin to a broken version), status
+goes back to the version the replicas actually serve. The refused version is remembered
+(``rolledBackVersion``) so it is neither promoted nor pinned again.
+"""
+
+from __future__ import annotations
+
+from indexops_api.status import BuildResult, EventReason, FaissIndexStatus
+from faiss_operator.manual import roll_back
+from faiss_operator.model import Event, Observation
+
+
+def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Event]) -> FaissIndexStatus:
+    reports = [r for r in obs.replicas or () if r.error is None]
+    if not reports:
+        return status
+    candidate, current = status.candidate_version, status.current_version
+    if candidate and all(candidate in r.refused for r in reports):
+        why = f"refused by {len(reports)}/{len(reports)} serving replicas: {reports[0].refused[candidate]}"
+        events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back: {why}; {current} serves 100%"))
+        return roll_back(status, why).model_copy(update={"rollout_step": None, "step_started_at": None, "rollout_percent": 100})
+    served = {r.stable for r in reports}
+    if current and all(current in r.refused for r in reports) and len(served) == 1 and None not in served:
+        actual = served.pop()
+        why = f"refused by {len(reports)}/{len(reports)} serving replicas: {reports[0].refused[current]}"
+        events.append(Event("Warning", EventReason.ROLLED_BACK, f"version {current} rolled back: {why}; {actual} keeps serving"))
+        last = status.last_build
+        updates: dict = {
+            "current_version": actual, "last_good_version": actual, "candidate_version": None, "rollout_percent": 100,
+            "rolled_back_version": current, "rollback_reason": why, "pinned_version": None,
+            "recall": None, "p99_latency_ms": None, "vectors": None, "size_bytes": None,  # unknown for the version kept
+        }
+        if last is not None and last.version == current:
+            updates["last_build"] = last.model_copy(update={"result": BuildResult.ROLLED_BACK, "reason": "RolledBack", "message": why})
+        return status.model_copy(update=updates)
+    return status
