@@ -80,6 +80,7 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
 	$(PY) bench/run.py
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
+	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 
 .PHONY: clean
 clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
