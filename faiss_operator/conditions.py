@@ -73,11 +73,12 @@ def is_new_request(value: str | None, handled: str | None) -> bool:
     """
     if not value or value == handled:
         return False
-    new, old = _instant(value), _instant(handled)
+    new, old = parse_instant(value), parse_instant(handled)
     return new > old if new is not None and old is not None else True
 
 
-def _instant(value: str | None) -> datetime | None:
+def parse_instant(value: str | None) -> datetime | None:
+    """Any ISO-8601 time (naive means UTC), or None."""
     if not value:
         return None
     try:

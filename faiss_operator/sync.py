@@ -13,7 +13,7 @@ from indexops_api.spec_ops import duration_seconds
 from indexops_api.status import FaissIndexStatus
 from indexops_store import make_client
 from faiss_operator.artifacts import Artifacts
-from faiss_operator.conditions import parse_time
+from faiss_operator.conditions import parse_instant, parse_time
 from faiss_operator.kube import clients
 from faiss_operator.model import SyncObservation
 
@@ -53,20 +53,10 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
             dsn = _secret_value(namespace, ref.name, ref.key)
         client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region) if source.s3 else None
         # Count the window the build counted: rows ageing out of a sliding window are not drift.
-        anchor = _moment(recorded.source.window_anchor)
+        anchor = parse_instant(recorded.source.window_anchor)
         probed = probe.probe_source(source, at.spec.horizon, anchor, dsn=dsn, s3_client=client)
     except Exception as exc:  # a probe failure is reported in status, never fatal to the loop
         return SyncObservation(recorded=recorded.source, error=f"{type(exc).__name__}: {exc}")
     if isinstance(probed, probe.NotProbeable):
         return SyncObservation(recorded=recorded.source, error=probed.message)
     return SyncObservation(recorded=recorded.source, probed=probed)
-
-
-def _moment(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

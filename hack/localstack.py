@@ -14,6 +14,9 @@ import os
 import subprocess
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,19 @@ class Cluster:
             },
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    @contextmanager
+    def temporary_namespace(self, prefix: str) -> Iterator[str]:
+        """A fresh namespace ``<prefix>-<random>`` with the S3 credentials Secret, deleted afterwards."""
+        ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", ns)
+        self.wait_for("default ServiceAccount",
+                      lambda: self.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
+        self.ensure_credentials_secret(ns)
+        try:
+            yield ns
+        finally:
+            self.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
     def install_operator(self, *extra: str) -> None:
         """``helm upgrade --install`` the chart; the operator then runs under its RBAC."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,8 @@ def cluster(stack_env: dict[str, str]) -> Cluster:  # stack_env: `stack.py up` (
 
 @pytest.fixture(scope="module")
 def namespace(cluster: Cluster):
-    ns = f"e2e-cli-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.wait_for("default ServiceAccount", lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
-    cluster.ensure_credentials_secret(ns)
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with cluster.temporary_namespace("e2e-cli") as ns:
+        yield ns
 
 
 def faissctl(cluster: Cluster, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:

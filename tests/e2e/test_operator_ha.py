@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -54,12 +53,8 @@ def cluster() -> Cluster:
 
 @pytest.fixture
 def namespace(cluster: Cluster):
-    ns = f"ha-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.wait_for("default ServiceAccount", lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
-    cluster.ensure_credentials_secret(ns)
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with cluster.temporary_namespace("ha") as ns:
+        yield ns
 
 
 # -- reading the operator's state ---------------------------------------------------------

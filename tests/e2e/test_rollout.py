@@ -21,7 +21,6 @@ import math
 import re
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,12 +68,8 @@ def data(cluster: Cluster) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def namespace(cluster: Cluster):
-    ns = f"ro-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.wait_for("default ServiceAccount", lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
-    cluster.ensure_credentials_secret(ns)
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with cluster.temporary_namespace("ro") as ns:
+        yield ns
 
 
 def create_index(cluster: Cluster, ns: str, name: str, *, replicas: int, steps: list[dict], analysis: dict) -> str:

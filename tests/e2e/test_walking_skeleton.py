@@ -11,7 +11,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +44,8 @@ def data(cluster: Cluster) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def namespace(cluster: Cluster):
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.wait_for("default ServiceAccount", lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
-    cluster.ensure_credentials_secret(ns)
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with cluster.temporary_namespace("e2e") as ns:
+        yield ns
 
 
 def manifest(cluster: Cluster, name: str, **overrides) -> str:
