@@ -25,6 +25,7 @@ LAST_SUCCESS = Gauge("faiss_operator_last_successful_build_timestamp_seconds", "
 STALLED = Gauge("faiss_operator_index_stalled", "1 when automatic builds stopped after repeated failures", _L)
 NEXT_BUILD = Gauge("faiss_operator_next_scheduled_build_timestamp_seconds", "Unix time of the next scheduled build (0: none)", _L)
 SERVING_VERSION = Gauge("faiss_operator_serving_version_info", "Serving version (value 1)", _L + ("version",))
+ROLLBACKS = Counter("faiss_operator_rollbacks_total", "Versions rolled back (failed online analysis, refused by every serving replica, or aborted)", _L)
 
 _serving_label: dict[tuple[str, str], str] = {}
 _RESULT_OF_EVENT = {"BuildSucceeded": "succeeded", "BuildFailed": "failed", "ValidationFailed": "validation_failed"}
@@ -46,6 +47,8 @@ def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: l
                 BUILD_SECONDS.labels(namespace, name, result).observe(max(end - start, 0.0))
             if result == "succeeded":
                 LAST_SUCCESS.labels(namespace, name).set(end or time.time())
+    # Exported at 0 from the first pass, so increase() also counts the first rollback.
+    ROLLBACKS.labels(namespace, name).inc(event_reasons.count("RolledBack"))
     ready = status.condition(ConditionType.READY)
     READY.labels(namespace, name).set(1 if ready is not None and ready.status == "True" else 0)
     stalled = status.condition(ConditionType.STALLED)

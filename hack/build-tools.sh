@@ -65,6 +65,32 @@ build_kube_score() {
   rm -rf "${KUBE_SCORE_DIR}"; mv "${KUBE_SCORE_DIR}.tmp" "${KUBE_SCORE_DIR}"
 }
 
+# promtool (checks and unit-tests the chart's alerting rules, tests/unit/test_alerts.py):
+# the Prometheus module pinned in hack/tools/promtool/go.mod (v0.3MM.P is Prometheus
+# 3.MM.P), built without the service-discovery plugins (tag remove_all_sd), which rule
+# checks never use and whose dependencies are most of Prometheus' build.
+promtool_dir() {
+  local module
+  module="$(awk -v m=github.com/prometheus/prometheus '$1 == "require" && $2 == m {print $3} $1 == m {print $2}' \
+      "${HERE}/tools/promtool/go.mod")"
+  [[ -n "${module}" ]] || { log "no github.com/prometheus/prometheus in hack/tools/promtool/go.mod"; exit 1; }
+  echo "${TOOLS_DIR}/promtool-${module}"
+}
+
+build_promtool() {
+  local dir tmp mm version; dir="$(promtool_dir)"
+  if [[ -x "${dir}/promtool" ]]; then log "promtool ${dir##*/promtool-}: cached"; else
+    mm="${dir##*/promtool-v0.}"; version="$(( ${mm%%.*} / 100 )).$(( ${mm%%.*} % 100 )).${mm#*.}"
+    log "building promtool ${version} (cold: ~6 CPU-min, 5-20 min on 2 cores)"
+    mkdir -p "${TOOLS_DIR}"; tmp="$(mktemp -d "${dir}.tmp.XXXXXX")"; chmod 755 "${tmp}"
+    (cd "${HERE}/tools/promtool" && go build -trimpath -tags remove_all_sd \
+        -ldflags "-s -w -X github.com/prometheus/common/version.Version=${version}" \
+        -o "${tmp}/promtool" github.com/prometheus/prometheus/cmd/promtool)
+    if [[ -d "${dir}" ]]; then rm -rf "${tmp}"; else mv "${tmp}" "${dir}"; fi  # a parallel build may have won
+  fi
+  mkdir -p "${TOOLS_DIR}/bin"; ln -sfn "${dir}/promtool" "${TOOLS_DIR}/bin/promtool"
+}
+
 # Argo CD Lua test runner (gopher-lua, as Argo CD; tests/unit/test_argocd_lua.py). Our
 # own source, so it is cached by a digest of that source instead of a version.
 LUATEST_SRC="${HERE}/tools/luatest"
@@ -92,11 +118,13 @@ case "${1:-all}" in
   helm) build_helm; echo "${HELM_DIR}/helm";;  # prints the binary's path
   kube-score) build_kube_score; echo "${KUBE_SCORE_DIR}/kube-score";;  # prints the binary's path
   luatest) build_luatest; echo "$(luatest_dir)/luatest";;  # prints the binary's path
+  promtool) build_promtool; echo "$(promtool_dir)/promtool";;  # prints the binary's path
   all) build_etcd; build_helm; build_kube_score; build_k8s
        mkdir -p "${TOOLS_DIR}/bin"
        ln -sf "${K8S_DIR}/kube-apiserver" "${K8S_DIR}/kube-controller-manager" \
               "${ETCD_DIR}/etcd" "${HELM_DIR}/helm" "${KUBE_SCORE_DIR}/kube-score" "${TOOLS_DIR}/bin/"
        build_luatest
+       build_promtool
        log "tools ready in ${TOOLS_DIR}/bin";;
-  *) echo "usage: $0 [all|k8s|etcd|helm|kube-score|luatest|print-dir]" >&2; exit 2;;
+  *) echo "usage: $0 [all|k8s|etcd|helm|kube-score|luatest|promtool|print-dir]" >&2; exit 2;;
 esac
