@@ -9,7 +9,6 @@ only ever shrinks to what is true.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -22,24 +21,6 @@ CHART = ROOT / "charts" / "faiss-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 CONFIG = yaml.safe_load((ROOT / ".kube-score.yaml").read_text())
 GRADE_OK = 10  # kube-score: 10 all OK, 7 almost OK, 5 warning, 1 critical
-
-
-def _tool(name: str) -> str:
-    if shutil.which("go") is None:
-        pytest.fail(f"the Go toolchain is needed to build {name} (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), name], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, f"building {name} failed:\n{done.stderr}"
-    return done.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    return _tool("helm")
-
-
-@pytest.fixture(scope="session")
-def kube_score() -> str:
-    return _tool("kube-score")
 
 
 @cache

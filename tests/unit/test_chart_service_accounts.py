@@ -10,7 +10,6 @@ pod specs that objects.py builds.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from factories import NOW, spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "faiss-operator"
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    if shutil.which("go") is None:
-        pytest.fail("the Go toolchain is needed to build helm (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "helm"], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, f"building helm failed:\n{done.stderr}"
-    return done.stdout.strip().splitlines()[-1]
 
 
 def render(helm: str, *args: str) -> list[dict]:

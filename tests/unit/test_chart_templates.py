@@ -21,15 +21,6 @@ DEFAULTS = {"dimension": 8, "indexType": "HNSW", "suspend": True, "parameters": 
             "validation": {"minRecall": 0.9, "k": 10, "queries": 100}}
 
 
-@pytest.fixture(scope="session")
-def helm() -> str:
-    if shutil.which("go") is None:
-        pytest.fail("the Go toolchain is needed to build helm (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "helm"], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, f"building helm failed:\n{done.stderr}"
-    return done.stdout.strip().splitlines()[-1]
-
-
 def run(helm: str, *args: str) -> str:
     done = subprocess.run([helm, "template", "rel", str(CHART), "-n", "faiss-system", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

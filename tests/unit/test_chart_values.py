@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,16 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "faiss-operator"
 VALUES = CHART / "values.yaml"
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    """helm, built (or found in the cache) by hack/build-tools.sh, as CI does (`make tools`)."""
-    if shutil.which("go") is None:
-        pytest.fail("the Go toolchain is needed to build helm (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "helm"], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, f"building helm failed:\n{done.stderr}"
-    return done.stdout.strip().splitlines()[-1]
 
 
 def template(helm: str, *args: str) -> subprocess.CompletedProcess:

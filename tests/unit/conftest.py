@@ -1,0 +1,34 @@
+"""Fixtures shared by the unit tests that run a pinned tool (helm, kube-score, ...).
+
+The tools are built (or found in the cache) by hack/build-tools.sh, exactly as CI does
+with `make tools`, so a test never depends on a binary installed by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def go_tool(name: str) -> str:
+    """Path of the pinned tool ``name`` (the last line hack/build-tools.sh prints)."""
+    if shutil.which("go") is None:
+        pytest.fail(f"the Go toolchain is needed to build {name} (see README: Python 3.11, Go and kubectl)")
+    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), name], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"building {name} failed:\n{done.stderr}"
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return go_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def kube_score() -> str:
+    return go_tool("kube-score")
