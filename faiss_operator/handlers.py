@@ -120,6 +120,9 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     if parsed.storage.deletion_policy != "Delete":
         kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"deletionPolicy Retain: artifacts kept at {where}")
         return
+    # Stop builders first: one still uploading would otherwise leave files behind the delete.
+    if _stop_running_builders(namespace, name):
+        raise kopf.TemporaryError("waiting for running builder Jobs to stop before deleting artifacts", delay=5)
     try:
         deleted = store_for(parsed).delete_prefix(prefix)
     except StorageError as exc:  # keep the finalizer and retry: Delete means delete
@@ -127,6 +130,21 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
         raise kopf.TemporaryError(f"deleting {where}: {exc}", delay=15) from exc
     kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deletionPolicy Delete: removed {deleted} object(s) under {where}")
     logger.info(f"deleted {deleted} objects under {where}")
+
+
+def _stop_running_builders(namespace: str, name: str) -> bool:
+    """Delete the index's unfinished builder Jobs; True while any still exists."""
+    selector = f"{c.LABEL_INDEX}={name},{c.LABEL_COMPONENT}=builder"
+    running = [j for j in clients().batch.list_namespaced_job(namespace, label_selector=selector).items
+               if not (j.status and (j.status.succeeded or j.status.failed))]
+    for job in running:
+        if job.metadata.deletion_timestamp is None:
+            try:
+                clients().batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Foreground")
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+    return bool(running)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

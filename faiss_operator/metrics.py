@@ -27,7 +27,10 @@ NEXT_BUILD = Gauge("faiss_operator_next_scheduled_build_timestamp_seconds", "Uni
 SERVING_VERSION = Gauge("faiss_operator_serving_version_info", "Serving version (value 1)", _L + ("version",))
 ROLLBACKS = Counter("faiss_operator_rollbacks_total", "Versions rolled back (failed online analysis, refused by every serving replica, or aborted)", _L)
 
+ROLLOUT_PERCENT = Gauge("faiss_operator_rollout_percent", "Share of queries the candidate receives (100: no candidate)", _L)
 _serving_label: dict[tuple[str, str], str] = {}
+_recall_seen: set[tuple[str, str]] = set()
+LAST_SUCCESS_SEEDED: dict[tuple[str, str], bool] = {}
 _RESULT_OF_EVENT = {"BuildSucceeded": "succeeded", "BuildFailed": "failed", "ValidationFailed": "validation_failed"}
 
 
@@ -57,6 +60,19 @@ def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: l
     CONSECUTIVE_FAILURES.labels(namespace, name).set(status.consecutive_failures)
     if status.recall is not None:
         RECALL.labels(namespace, name).set(status.recall)
+        _recall_seen.add((namespace, name))
+    elif (namespace, name) in _recall_seen:  # e.g. a refused version was rolled back: recall unknown
+        RECALL.remove(namespace, name)
+        _recall_seen.discard((namespace, name))
+    ROLLOUT_PERCENT.labels(namespace, name).set(status.rollout_percent or 0)
+    if not LAST_SUCCESS_SEEDED.get((namespace, name)):
+        # After an operator restart the gauge is empty until the next success: seed it from
+        # the newest successful build in status so the staleness alert keeps working.
+        done = [b for b in ([status.last_build] if status.last_build else []) + status.history
+                if b.result.value == "Succeeded" and b.completion_time]
+        if done:
+            LAST_SUCCESS.labels(namespace, name).set(_epoch(done[0].completion_time) or 0)
+        LAST_SUCCESS_SEEDED[(namespace, name)] = True
     previous = _serving_label.get((namespace, name))
     if previous is not None and previous != status.current_version:
         SERVING_VERSION.remove(namespace, name, previous)

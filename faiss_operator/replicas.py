@@ -34,6 +34,8 @@ def _stats(raw: dict[str, Any]) -> VersionStats:
 
 
 def parse_report(pod: str, body: dict[str, Any]) -> ReplicaReport:
+    if "rollout" not in body:  # an older serving program: it cannot say what it loaded
+        return ReplicaReport(pod=pod, error="serving reports no rollout block (older serving image?)")
     rollout = body.get("rollout") or {}
     return ReplicaReport(
         pod=pod,

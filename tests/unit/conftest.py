@@ -19,7 +19,7 @@ def go_tool(name: str) -> str:
     """Path of the pinned tool ``name`` (the last line hack/build-tools.sh prints)."""
     if shutil.which("go") is None:
         pytest.fail(f"the Go toolchain is needed to build {name} (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), name], capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), name], capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, f"building {name} failed:\n{done.stderr}"
     return done.stdout.strip().splitlines()[-1]
 
@@ -32,3 +32,13 @@ def helm() -> str:
 @pytest.fixture(scope="session")
 def kube_score() -> str:
     return go_tool("kube-score")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return go_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def luatest() -> str:
+    return go_tool("luatest")

@@ -11,7 +11,6 @@ file's rules, and rendered with other values exactly those numbers must differ.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,6 @@ CHART = ROOT / "charts" / "faiss-operator"
 RULES = CHART / "files" / "alerts.yaml"
 RULE_TESTS = CHART / "files" / "alerts_test.yaml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-BUILD_TOOLS = ROOT / "hack" / "build-tools.sh"
 
 THRESHOLD = re.compile(r"[0-9][0-9.eE+-]*(m?)([ \t]*# threshold: ([A-Za-z]+))\b")
 OTHER_VALUES = {  # every threshold changed; floats through --set-json (--set makes them strings)
@@ -37,28 +35,6 @@ OTHER_VALUES = {  # every threshold changed; floats through --set-json (--set ma
     "servingErrorRate": 0.005,
     "versionSkewMinutes": 30,
 }
-
-
-def _built(target: str) -> Path:
-    if shutil.which("go") is None:
-        pytest.fail(f"the Go toolchain is needed to build {target} (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(BUILD_TOOLS), target], capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, f"building {target} failed:\n{done.stderr[-5000:]}"
-    lines = done.stdout.strip().splitlines()
-    binary = Path(lines[-1]) if lines else Path(subprocess.check_output(["bash", str(BUILD_TOOLS), "print-dir"], text=True).strip(), "bin", target)
-    assert binary.is_file(), done.stdout
-    return binary
-
-
-@pytest.fixture(scope="session")
-def promtool() -> Path:
-    """promtool, built (or found in the cache) by hack/build-tools.sh."""
-    return _built("promtool")
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    return _built("helm")
 
 
 def rules_file() -> dict:
@@ -211,3 +187,15 @@ def test_the_rollback_counter_is_exported_at_zero_and_counts_rolled_back_events(
     metrics.record(status, "alerts-test", "idx", ["RolledBack"])
     metrics.record(status, "alerts-test", "idx", [])
     assert _rollbacks("alerts-test", "idx") == 1
+
+
+def test_the_operator_seeds_the_last_success_gauge_from_status_after_a_restart_and_drops_unknown_recall():
+    from faiss_operator import metrics
+    from indexops_api.status import BuildResult, FaissIndexStatus, LastBuild
+
+    done = LastBuild(job="j", version="v", build_key="k", result=BuildResult.SUCCEEDED, completion_time="2026-11-21T12:00:00Z")
+    metrics.record(FaissIndexStatus(recall=0.95, rollout_percent=100, history=[done]), "ns", "restarted", [])
+    assert metrics.LAST_SUCCESS.labels("ns", "restarted")._value.get() == 1795262400.0
+    metrics.record(FaissIndexStatus(recall=None), "ns", "restarted", [])
+    names = {(s.name, tuple(s.labels.values())) for m in metrics.RECALL.collect() for s in m.samples}
+    assert ("faiss_operator_serving_recall", ("ns", "restarted")) not in names

@@ -51,18 +51,6 @@ DISCOVERY_TESTS = ACTION_FIXTURES["discoveryTests"]
 ACTION_TESTS = ACTION_FIXTURES["actionTests"]
 
 
-@pytest.fixture(scope="session")
-def luatest() -> Path:
-    """The runner binary, built (or found in the cache) by hack/build-tools.sh."""
-    if shutil.which("go") is None:
-        pytest.fail("the Go toolchain is needed to build hack/tools/luatest (see README: Python 3.11, Go and kubectl)")
-    done = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "luatest"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"building luatest failed:\n{done.stderr}"
-    binary = Path(done.stdout.strip().splitlines()[-1])
-    assert binary.is_file(), done.stdout
-    return binary
-
-
 def run_fixtures(luatest: Path, *extra: str, directory: Path = KIND_DIR) -> tuple[int, dict, str]:
     done = subprocess.run([str(luatest), "-json", *extra, str(directory)], capture_output=True, text=True, timeout=120)
     report = json.loads(done.stdout) if done.stdout.strip() else {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -149,17 +148,6 @@ def test_the_dashboard_covers_builds_versions_rollout_and_serving():
 
 
 # -- the chart: dashboard ConfigMap, and the monitors that give series their labels -------
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    if shutil.which("go") is None:
-        pytest.fail("the Go toolchain is needed to build helm (see README: Python 3.11, Go and kubectl)")
-    tools = ROOT / "hack" / "build-tools.sh"
-    done = subprocess.run(["bash", str(tools), "helm"], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, f"building helm failed:\n{done.stderr}"
-    lines = done.stdout.strip().splitlines()
-    return lines[-1] if lines else str(Path(subprocess.check_output(["bash", str(tools), "print-dir"], text=True).strip(), "bin", "helm"))
 
 
 def render(helm: str, *args: str) -> list[dict]:

@@ -216,3 +216,12 @@ def test_a_pinned_version_every_replica_refuses_is_undone_and_not_pinned_again()
     assert again.status.current_version == v1 and again.write_pointer is None
     degraded = again.status.condition(ConditionType.DEGRADED)
     assert degraded.reason == Reason.PINNED_VERSION_MISSING and "refused by 1/1 serving replicas" in degraded.message
+
+
+def test_a_replica_whose_status_has_no_rollout_block_counts_as_unknown_not_as_behind():
+    from faiss_operator.replicas import parse_report
+
+    old = parse_report("old", {"ready": True, "versions": []})
+    assert old.error is not None and "older serving image" in old.error
+    loading = parse_report("new", {"rollout": None, "failures": [{"version": "v9", "reason": "checksum", "message": "bad"}]})
+    assert loading.error is None and loading.stable is None and loading.refused == {"v9": "checksum: bad"}
