@@ -67,6 +67,8 @@ def main() -> int:
     print(cluster.kubectl("get", "faissindex", "-n", NAMESPACE, "-o", "wide").stdout)
     step(f"kubectl describe faissindex {NAME}")
     print(cluster.kubectl("describe", "faissindex", NAME, "-n", NAMESPACE).stdout)
+    step(f"faissctl status {NAME} (also `kubectl faiss status`)")
+    print(cluster.run(str(Path(sys.executable).parent / "faissctl"), "status", NAME, "-n", NAMESPACE).stdout)
     step("done: the index serves. Tear down with `make stack-down`.")
     return 0
 
