@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     load: dict[str, float] = {"start": os.getloadavg()[0]}
+    code = code_state()
     dataset = data.load(args.n, args.dim, args.queries, progress=say)
     fake_aws_env()
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_recall": args.target_recall, "efs": args.efs, "single_queries": args.single_queries,
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "faiss": faiss.__version__, "numpy": np.__version__, "aiohttp": aiohttp.__version__},
-        "load_average": load, "data": dataset.provenance, "code": code_state(),
+        "load_average": load, "data": dataset.provenance,
+        "code": code | {"changed_during_run": code_state() != code},
         "versions": [{k: v for k, v in ver.items() if not k.endswith("_path")} for ver in versions],
         "throughput": tp, "hot_swap": swap, "propagation": prop, "peers": peers,
         "bench_seconds": round(time.perf_counter() - started, 1),

@@ -84,7 +84,7 @@ def peers_table(peers: list[dict], target: float) -> list[str]:
         ratio = m["single_qps"] / ref["single_qps"] if ref else None
         lines.append(f"| {p['peer']} | {p['version']} | {p['build_seconds']:.1f} | {_mib(p['index_rss_bytes'])} | {_mib(p['peak_rss_bytes'])} | "
                      f"{m['ef']}{flag} | {m['recall_at_10']:.3f} | {m['single_qps']:,.0f} | {m['single_p50_ms']:.2f} / {m['single_p99_ms']:.2f} | "
-                     f"{m['batch_qps']:,.0f} | {_f(ratio)}x |")
+                     f"{m['batch_qps']:,.0f} | {_f(ratio, '.2f' if ratio is None or ratio >= 0.1 else '.3f')}x |")
     return lines
 
 
@@ -92,8 +92,8 @@ def markdown(r: dict) -> str:
     mach = r["machine"]
     tp, sw, pr = r["throughput"], r["hot_swap"], r["propagation"]
     out = [
-        f"# Serving benchmark: {r['n']:,} x {r['dim']} LSA text embeddings, HNSW32 "
-        f"{', '.join(f'{k}={v}' for k, v in tp['search_parameters'].items())}, {mach['cores']} cores",
+        (f"# Serving benchmark: {r['n']:,} x {r['dim']} LSA text embeddings, HNSW32 "
+         f"{', '.join(f'{k}={v}' for k, v in tp['search_parameters'].items())}, {mach['cores']} cores"),
         "",
         f"Two versions of one index were built by `faiss-index-builder` (HNSW, m=32, efConstruction=200, efSearch={r['ef_search']};",
         f"{r['versions'][0]['builder_seconds']:.0f} s and {r['versions'][1]['builder_seconds']:.0f} s end to end) from the same file source,",
@@ -171,7 +171,8 @@ def _code(code: dict | None) -> str:
     if not code:
         return "unknown"
     dirty = f", {len(code['uncommitted_changes'])} uncommitted changes under index_serving/ index_builder/ indexops_*" if code["uncommitted_changes"] else ""
-    return f"checkout at {code['head'][:10]}{dirty}"
+    changed = ", changed during the run" if code.get("changed_during_run") else ""
+    return f"checkout at {code['head'][:10]}{dirty}{changed}"
 
 
 def plot(r: dict, path: Path) -> None:
