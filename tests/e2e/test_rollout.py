@@ -220,7 +220,7 @@ def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray) 
     return [set(row) for row in ids[np.argsort(d, axis=1)[:, :K]].tolist()]
 
 
-def test_a_corrupt_candidate_artifact_is_refused_by_serving_and_the_old_version_keeps_answering(cluster, data, namespace):
+def test_a_corrupt_candidate_artifact_is_refused_by_serving_rolled_back_and_the_old_version_keeps_answering(cluster, data, namespace):
     _, _, queries = data
     name = "corrupt"
     stable = create_index(cluster, namespace, name, replicas=2, steps=HOLD, analysis=LAX)
@@ -241,27 +241,24 @@ def test_a_corrupt_candidate_artifact_is_refused_by_serving_and_the_old_version_
 
     with Traffic(cluster, namespace, f"{name}-serving", queries, threads=3, fixed_keys=FIXED_KEYS) as traffic:
         patch_spec(cluster, namespace, name, {"rollout": {"pinnedVersion": None}})  # unpin: the held build becomes the candidate
-        assert wait_candidate(cluster, namespace, name, (stable,)) == held
+        wait_status(cluster, namespace, name, "the held build as candidate (or already rolled back)",
+                    lambda s: held in (s.get("candidateVersion"), s.get("rolledBackVersion")), 120)
         urls = traffic.urls
 
-        def refused(url):
-            body = replica_status(url)
-            return [f for f in body["failures"] if f["version"] == held and f["reason"] == "checksum" and "sha256" in f["message"]]
-
-        cluster.wait_for("every replica refusing the corrupt version", lambda: all(refused(u) for u in urls), 120)
-        seen_at = time.monotonic()
-        traffic.wait_answers("15 s of traffic after the refusal", lambda a: a and a[-1].started > seen_at + 15, 60)
+        # Every replica refuses it (sha256 mismatch), so the operator rolls the candidate back by itself.
+        st = wait_status(cluster, namespace, name, "the refused candidate rolled back",
+                         lambda s: s.get("rolledBackVersion") == held and not s.get("candidateVersion"), 180)
+        assert st["currentVersion"] == stable and "checksum" in (st.get("rollbackReason") or "")
+        rolled = events(cluster, namespace, name, "RolledBack")
+        assert rolled and "refused by 2/2 serving replicas: checksum" in rolled[-1]["message"]
         for url in urls:
             assert metric_value(url, "faiss_serving_load_failures_total", version=held, reason="checksum") >= 1
-            assert metric_value(url, "faiss_serving_candidate_fallbacks_total") >= 1  # its keys were answered by stable
+        wait_status(cluster, namespace, name, "Ready on the old version", lambda s: ready(s), 120)
+        seen_at = time.monotonic()
+        traffic.wait_answers("15 s of traffic after the rollback", lambda a: a and a[-1].started > seen_at + 15, 60)
+        for url in urls:
             body = replica_status(url)
-            assert [v["version"] for v in body["versions"]] == [stable] and body["pointer"]["candidateVersion"] == held
-        st = status(cluster, namespace, name)
-        assert st["currentVersion"] == stable and (st.get("analysis") or {}).get("requests", 0) == 0
-        # An abort takes the candidate out; Ready (with every replica on the expected versions) returns.
-        annotate(cluster, namespace, name, "abort-requested-at")
-        wait_status(cluster, namespace, name, "Ready after the abort",
-                    lambda s: ready(s) and not s.get("candidateVersion") and s.get("rolledBackVersion") == held, 120)
+            assert [v["version"] for v in body["versions"]] == [stable] and not body["pointer"].get("candidateVersion")
 
     assert traffic.failures == [], f"{len(traffic.failures)} failed queries, e.g. {traffic.failures[:3]}"
     assert {a.version for a in traffic.answers} == {stable}
