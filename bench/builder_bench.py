@@ -59,9 +59,15 @@ def say(message: str) -> None:
 # autofaiss one under another interpreter), so they import only numpy and faiss.
 
 
-def score(index, queries: np.ndarray, truth: np.ndarray) -> dict:
-    """recall@K on the held-out queries (batch search) and single-query latency percentiles."""
+def score(index, queries: np.ndarray, truth: np.ndarray, ids: np.ndarray | None = None) -> dict:
+    """recall@K on the held-out queries (batch search) and single-query latency percentiles.
+
+    ``ids`` maps index positions to row ids (a published version's ids.npy: the builder adds
+    its held-out validation rows last, so positions are not row numbers).
+    """
     _, found = index.search(queries, K)
+    if ids is not None:
+        found = np.where(found >= 0, ids[np.clip(found, 0, None)], -1)
     hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth[:, :K]))
     for q in queries[:5]:
         index.search(q[None, :], K)
@@ -170,8 +176,6 @@ def run_worker(kind: str, job: dict, work: Path, python: str = sys.executable) -
 
 def run_builder(index_type: str, n: int, dim: int, data: Path, endpoint: str, work: Path, args) -> dict:
     """One end-to-end builder run; the manifest's numbers plus wall time and peak RSS."""
-    from datetime import datetime, timezone
-
     from indexops_api.build_request import BuildRequest
     from indexops_api.layout import build_key, version_prefix
     from indexops_api.spec import FaissIndexSpec
@@ -201,8 +205,10 @@ def run_builder(index_type: str, n: int, dim: int, data: Path, endpoint: str, wo
     manifest = store.read_manifest(f"{prefix}/manifest.json")
     local = work / f"{name}.faiss"
     store.download_file(f"{prefix}/{manifest.index_file}", local)
+    ids_local = work / f"{name}.ids.npy"
+    store.download_file(f"{prefix}/{manifest.ids_file}", ids_local)
     wire = manifest.to_wire() if hasattr(manifest, "to_wire") else manifest.model_dump(by_alias=True, mode="json")
-    return {"seconds": wall, "peak_rss_bytes": rss, "manifest": wire, "index_path": str(local)}
+    return {"seconds": wall, "peak_rss_bytes": rss, "manifest": wire, "index_path": str(local), "ids_path": str(ids_local)}
 
 
 def version_id_now(key: str) -> str:
@@ -223,14 +229,14 @@ def factory_of(manifest: dict) -> str | None:
     return {"Flat": "Flat", "HNSW": f"HNSW{p.get('m')},Flat", "IVF": f"IVF{p.get('nlist')},Flat"}.get(t)
 
 
-def score_artifact(path: str, search: dict, queries: np.ndarray, truth: np.ndarray) -> dict:
+def score_artifact(path: str, ids_path: str, search: dict, queries: np.ndarray, truth: np.ndarray) -> dict:
     import faiss
 
     index = faiss.read_index(path)
     space = faiss.ParameterSpace()
     for name, value in search.items():
         space.set_index_parameter(index, name, value)
-    return score(index, queries, truth)
+    return score(index, queries, truth, ids=np.load(ids_path))
 
 
 # --------------------------------------------------------------------------- main
@@ -346,7 +352,7 @@ def run(args) -> int:
                     continue
                 manifest = built["manifest"]
                 search = manifest["searchParameters"]
-                built |= {"held_out": score_artifact(built.pop("index_path"), search, dataset.queries, truth)}
+                built |= {"held_out": score_artifact(built.pop("index_path"), built.pop("ids_path"), search, dataset.queries, truth)}
                 factory = factory_of(manifest)
                 say(f"{index_type}: {built['seconds']:.1f}s; raw faiss {factory} {search}")
                 raw = (run_worker("raw", {**job_files, "factory": factory, "metric": "L2", "search_parameters": search,
