@@ -135,8 +135,9 @@ def previous_section(result: dict) -> list[str]:
         m, held = row["builder"]["manifest"], row["builder"]["held_out"]
         lines.append(
             f"| {row['type']} | {_params(before['search']) or '–'} -> {_params(m['searchParameters']) or '–'} | "
-            f"{before['own']:.3f} -> {m['measurements']['recallAtK']:.3f} | {before['held_out']:.3f} -> {held['recall_at_10']:.3f} | "
-            f"{before['p99_ms']:.3f} -> {held['p99_ms']:.3f} | {before['seconds']:.1f} -> {row['builder']['seconds']:.1f} |"
+            f"{_f(before['own'], '.3f')} -> {m['measurements']['recallAtK']:.3f} | "
+            f"{_f(before['held_out'], '.3f')} -> {_f(held['recall_at_10'], '.3f')} | "
+            f"{_f(before['p99_ms'], '.3f')} -> {_f(held['p99_ms'], '.3f')} | {before['seconds']:.1f} -> {row['builder']['seconds']:.1f} |"
         )
     return lines
 
