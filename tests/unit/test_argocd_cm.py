@@ -54,8 +54,8 @@ def test_the_helm_values_output_holds_the_same_argocd_cm_keys() -> None:
     assert values == {"configs": {"cm": patch["data"]}}
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kubectl_merges_the_patch_into_an_existing_argocd_cm_and_keeps_its_other_settings(tmp_path: Path) -> None:
+    assert shutil.which("kubectl"), "kubectl is a prerequisite of the tests (README; .ci/run checks it)"
     existing = tmp_path / "argocd-cm.yaml"
     existing.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "ConfigMap",
