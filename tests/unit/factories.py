@@ -10,7 +10,7 @@ from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.manifest import FileEntry, Manifest, Measurements, SourceFingerprint, Timings
 from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, FaissIndexStatus, LastBuild, Trigger
+from indexops_api.status import ConditionType, BuildResult, FaissIndexStatus, LastBuild, Trigger
 from faiss_operator.conditions import timestamp
 from faiss_operator.model import JobObservation, JobToCreate, Observation, Plan, ServingObservation, StoredVersion
 
@@ -141,3 +141,12 @@ def next_pass(obs: Observation, plan: Plan, **changes: Any) -> Observation:
         one = changes.pop("job")
         changes["jobs"] = (one,) if one is not None else ()
     return dataclasses.replace(obs, **{**base, **changes})
+
+
+def stalled(s: FaissIndexSpec) -> FaissIndexStatus:
+    """The status right after build 3 of ``s`` failed for the third time in a row (Stalled)."""
+    from faiss_operator.decide import decide
+
+    plan = decide(observation(s, building(s, 3, consecutive_failures=2), job=job(s, "Failed", "OOMKilled", number=3)))
+    assert plan.status.condition(ConditionType.STALLED).status == "True"
+    return plan.status
