@@ -69,3 +69,14 @@ def buckets(s3: Any) -> Buckets:
 
 
 
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread() -> Iterator[None]:
+    """Two shared cores: OpenMP spinning makes FAISS slower, not faster; one thread is also deterministic."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)

@@ -10,7 +10,6 @@ distribution but are never in the source; they are what serving will actually se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,8 @@ TARGET = 0.955
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Two shared cores; and a single-threaded HNSW add is deterministic."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+def one_thread(one_faiss_thread: None) -> None:
+    """Every test here runs FAISS single-threaded (see the conftest fixture)."""
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ published search parameters, its positions mapped to ids through the published `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,8 @@ N, DIM = 2000, 16
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Two shared cores: OpenMP spinning makes FAISS training slower, not faster."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+def one_thread(one_faiss_thread: None) -> None:
+    """Every test here runs FAISS single-threaded (see the conftest fixture)."""
 
 
 @pytest.fixture(scope="module")
