@@ -22,11 +22,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 .PHONY: lock
-lock: ## Re-resolve requirements.lock from pyproject.toml
+lock: ## Re-resolve requirements.lock (dev) and requirements-runtime.lock (the image's subset, same pins)
 	uv pip compile pyproject.toml --extra dev --python-version $(PY_VERSION) -o requirements.lock
+	{ printf '%s\n' "# Runtime dependencies only (what the image installs): uv pip compile pyproject.toml without the dev" \
+	    "# extra, constrained to requirements.lock so every pin equals the test lock's (\`make lock\` writes both)."; \
+	  uv pip compile -q pyproject.toml -c requirements.lock --python-version $(PY_VERSION) --no-header; } > requirements-runtime.lock
 
 .PHONY: tools
-tools: ## Build etcd, kube-apiserver, kube-controller-manager, helm from Go modules (cached in ~/.cache)
+tools: ## Build etcd, kube-apiserver, kube-controller-manager, helm from Go modules (cached in ~/.cache); promtool from Debian
+	@command -v promtool >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; } \
+	  || echo "[tools] Debian's prometheus package (promtool) not installable here; building promtool instead" >&2
 	bash hack/build-tools.sh all
 
 ##@ Development
@@ -38,6 +43,23 @@ generate: install ## Regenerate the CRD (crds/ and the chart) from the pydantic 
 lint: install ## Layering contracts (import-linter) and generated-file drift
 	$(VENV)/bin/lint-imports
 	$(PY) hack/generate.py --check
+
+##@ Image (buildah, no Docker engine; see docs/release.md)
+IMAGE ?= localhost/faiss-index-operator:dev
+
+.PHONY: image-deps
+image-deps: ## Install buildah and mmdebstrap from Debian's packages when missing
+	@command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 \
+	  || { apt-get update -q && apt-get install -y -q buildah mmdebstrap; }
+
+.PHONY: image
+image: image-deps ## Build $(IMAGE) from the Dockerfile (buildah, chroot isolation, local Debian base)
+	IMAGE=$(IMAGE) bash hack/image/build.sh
+
+.PHONY: test-image
+test-image: install tools image ## Run each program from the image's root filesystem as uid 65532, read-only root (starts and stops the stack)
+	$(STACK) up
+	set -o pipefail; FAISS_IMAGE=$(IMAGE) $(PY) -m pytest tests/image -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
 
 ##@ Local stack (dev/test infrastructure, see hack/stack/)
 .PHONY: stack-up

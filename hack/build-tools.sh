@@ -3,6 +3,11 @@
 # kube-controller-manager), helm and kube-score from pinned Go modules, cached by version
 # outside the work tree. Nothing here ships in the product; see
 # ../shared/design/LOCAL_CLUSTER.md for why we build instead of download.
+# Only what Debian does not package in a version that serves the tests is built: promtool
+# comes from Debian's `prometheus` package when it is installed (`make tools` installs it),
+# and `all` builds the rest concurrently (module downloads and links overlap; the compile
+# of kube-apiserver dominates either way), each cached under a directory named by its
+# pinned version.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 K8S_VERSION="v1.33.13"
@@ -77,8 +82,25 @@ promtool_dir() {
   echo "${TOOLS_DIR}/promtool-${module}"
 }
 
+# Debian's promtool (bookworm: 2.42) runs `check rules --lint` and `test rules` as the
+# tests use them, in seconds instead of a 5-20 min build; older or missing: build.
+PROMTOOL_MIN_MINOR=42
+packaged_promtool() {
+  local path version
+  path="$(command -v promtool 2>/dev/null)" || return 1
+  [[ "${path}" != "${TOOLS_DIR}/"* ]] || return 1
+  version="$("${path}" --version 2>&1 | awk 'NR == 1 {print $3}')"
+  [[ "${version}" =~ ^([0-9]+)\.([0-9]+)\. ]] || return 1
+  (( BASH_REMATCH[1] > 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] >= PROMTOOL_MIN_MINOR) )) || return 1
+  echo "${path}"
+}
+
 build_promtool() {
-  local dir tmp mm version; dir="$(promtool_dir)"
+  local dir tmp mm version packaged; dir="$(promtool_dir)"
+  if packaged="$(packaged_promtool)"; then
+    log "promtool: packaged ${packaged} ($("${packaged}" --version 2>&1 | awk 'NR == 1 {print $3}'))"
+    mkdir -p "${TOOLS_DIR}/bin"; ln -sfn "${packaged}" "${TOOLS_DIR}/bin/promtool"; return
+  fi
   if [[ -x "${dir}/promtool" ]]; then log "promtool ${dir##*/promtool-}: cached"; else
     mm="${dir##*/promtool-v0.}"; version="$(( ${mm%%.*} / 100 )).$(( ${mm%%.*} % 100 )).${mm#*.}"
     log "building promtool ${version} (cold: ~6 CPU-min, 5-20 min on 2 cores)"
@@ -118,13 +140,21 @@ case "${1:-all}" in
   helm) build_helm; echo "${HELM_DIR}/helm";;  # prints the binary's path
   kube-score) build_kube_score; echo "${KUBE_SCORE_DIR}/kube-score";;  # prints the binary's path
   luatest) build_luatest; echo "$(luatest_dir)/luatest";;  # prints the binary's path
-  promtool) build_promtool; echo "$(promtool_dir)/promtool";;  # prints the binary's path
-  all) build_etcd; build_helm; build_kube_score; build_k8s
+  promtool) build_promtool; readlink -f "${TOOLS_DIR}/bin/promtool";;  # prints the binary's path
+  all) start=$(date +%s); pids=(); names=()
+       # Concurrent builds: each writes its own cache directory (atomic rename at the end).
+       for tool in k8s etcd helm kube-score luatest promtool; do
+         ( case "${tool}" in k8s) build_k8s;; etcd) build_etcd;; helm) build_helm;;
+             kube-score) build_kube_score;; luatest) build_luatest;; promtool) build_promtool;; esac
+           log "${tool}: ready after $(( $(date +%s) - start ))s" ) &
+         pids+=($!); names+=("${tool}")
+       done
+       failed=()
+       for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+       (( ${#failed[@]} == 0 )) || { log "failed: ${failed[*]}"; exit 1; }
        mkdir -p "${TOOLS_DIR}/bin"
        ln -sf "${K8S_DIR}/kube-apiserver" "${K8S_DIR}/kube-controller-manager" \
               "${ETCD_DIR}/etcd" "${HELM_DIR}/helm" "${KUBE_SCORE_DIR}/kube-score" "${TOOLS_DIR}/bin/"
-       build_luatest
-       build_promtool
-       log "tools ready in ${TOOLS_DIR}/bin";;
+       log "tools ready in ${TOOLS_DIR}/bin after $(( $(date +%s) - start ))s";;
   *) echo "usage: $0 [all|k8s|etcd|helm|kube-score|luatest|promtool|print-dir]" >&2; exit 2;;
 esac
