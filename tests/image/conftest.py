@@ -39,10 +39,10 @@ def _buildah(*args: str, timeout: float = 120) -> str:
 def image_config() -> dict:
     """The OCI config of the image under test (User, Env, Cmd)."""
     try:
-        raw = _buildah("inspect", "--type", "image", "--format", "{{json .OCIv1.Config}}", IMAGE)
+        raw = _buildah("inspect", "--type", "image", IMAGE)
     except (RuntimeError, FileNotFoundError) as exc:
         pytest.fail(f"image {IMAGE} not found ({exc}); build it with `make image`")
-    return json.loads(raw)
+    return json.loads(raw)["OCIv1"]["config"]
 
 
 @pytest.fixture(scope="session")

@@ -61,10 +61,12 @@ class Rootfs:
         return subprocess.run(self.argv(program, tmp, service_account), env=self.environ(env), capture_output=True,
                               text=True, timeout=timeout)
 
-    def start(self, program: list[str], tmp: Path, env: dict[str, str] | None = None,
+    def start(self, program: list[str], tmp: Path, log: Path, env: dict[str, str] | None = None,
               service_account: Path | None = None) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(program, tmp, service_account), env=self.environ(env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """Start in the background; stdout and stderr go to ``log`` (a pipe would fill and block it)."""
+        with log.open("ab") as out:
+            return subprocess.Popen(self.argv(program, tmp, service_account), env=self.environ(env),
+                                    stdout=out, stderr=subprocess.STDOUT)
 
 
 def scratch_dir(parent: Path, uid: int, gid: int) -> Path:
@@ -77,12 +79,38 @@ def scratch_dir(parent: Path, uid: int, gid: int) -> Path:
     return directory
 
 
-def stop(proc: subprocess.Popen, timeout: float = 20) -> tuple[str, str]:
-    """SIGTERM to unshare (its --kill-child takes the program down), then collect the output."""
-    if proc.poll() is None:
-        proc.terminate()
+def _namespace_init(proc: subprocess.Popen) -> int | None:
+    """PID (host view) of the program: the only child of ``unshare --fork``."""
     try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def stop(proc: subprocess.Popen, log: Path, timeout: float = 20) -> str:
+    """SIGTERM to the program itself, SIGKILL after ``timeout``; returns its log.
+
+    Signalling unshare is not enough: the program dropped its credentials (chroot
+    --userspec), which clears the parent-death signal --kill-child relies on. The program is
+    its PID namespace's init, so when it exits the kernel kills whatever it left behind.
+    """
+    import os
+    import signal
+
+    pid = _namespace_init(proc)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        else:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+    return log.read_text(errors="replace")

@@ -107,7 +107,8 @@ def test_the_operator_from_the_image_reconciles_a_faissindex_to_ready(cluster, c
     with cluster.temporary_namespace("img-index") as index_ns:
         vectors, ids = sample_embeddings(2000, 64)
         cluster.upload_embeddings("image-test/6h/vectors.npy", vectors, ids, "image-test/6h/ids.npy")
-        operator = rootfs.start(container["command"] + container.get("args", []), scratch, env=env, service_account=sa_dir)
+        log = tmp_path / "operator.log"
+        operator = rootfs.start(container["command"] + container.get("args", []), scratch, log, env=env, service_account=sa_dir)
         try:
             cluster.kubectl("apply", "-n", index_ns, "-f", "-", input=cluster.sample_manifest(**{
                 "metadata.name": "from-image", "spec.source.s3.key": "image-test/{horizon}/vectors.npy",
@@ -121,7 +122,7 @@ def test_the_operator_from_the_image_reconciles_a_faissindex_to_ready(cluster, c
             cluster.wait_for("FaissIndex Ready, reconciled by the operator from the image", ready, timeout=420, interval=2)
             status = cluster.get_json("faissindex/from-image", "-n", index_ns)["status"]
         finally:
-            _, logs = stop(operator)
+            logs = stop(operator, log)
             cluster.kubectl("delete", "faissindex", "from-image", "-n", index_ns, "--wait=false", check=False)
 
     assert status["observedGeneration"] == 1 and status["currentVersion"], json.dumps(status)[:2000]

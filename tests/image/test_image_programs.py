@@ -52,7 +52,8 @@ def test_the_builder_publishes_and_the_server_loads_it_and_answers_a_query(rootf
                         etag=None)
 
     port = free_port()
-    server = rootfs.start(["faiss-index-server"], scratch, env={
+    log = scratch.parent / "server.log"
+    server = rootfs.start(["faiss-index-server"], scratch, log, env={
         **aws, "POD_IP": "127.0.0.1", "FAISS_SERVING_PORT": str(port), "FAISS_POINTER_BUCKET": buckets.artifacts,
         "FAISS_POINTER_KEY": key, "FAISS_S3_ENDPOINT_URL": s3_endpoint, "FAISS_POLL_SECONDS": "0.5",
         "FAISS_CACHE_DIR": "/tmp/cache", "OMP_NUM_THREADS": "1"})
@@ -65,11 +66,11 @@ def test_the_builder_publishes_and_the_server_loads_it_and_answers_a_query(rootf
             except OSError:
                 return False
         wait_for(ready, timeout=120, interval=0.5, what="the server from the image to load the version")
-        assert server.poll() is None, stop(server)[1][-3000:]
+        assert server.poll() is None, stop(server, log)[-3000:]
         queries = data[:3] + 0.01
         code, body = http("POST", f"http://127.0.0.1:{port}/v1/search", {"vectors": queries.tolist(), "k": K})
     finally:
-        _, stderr = stop(server)
+        stderr = stop(server, log)
 
     assert code == 200, (body, stderr[-3000:])
     assert body["version"] == VERSION
