@@ -28,10 +28,13 @@ lock: ## Re-resolve requirements.lock (dev) and requirements-runtime.lock (the i
 	    "# extra, constrained to requirements.lock so every pin equals the test lock's (\`make lock\` writes both)."; \
 	  uv pip compile -q pyproject.toml -c requirements.lock --python-version $(PY_VERSION) --no-header; } > requirements-runtime.lock
 
-.PHONY: tools
-tools: ## Build etcd, kube-apiserver, kube-controller-manager, helm from Go modules (cached in ~/.cache); promtool from Debian
+.PHONY: tools-deps
+tools-deps: ## Install promtool from Debian's prometheus package when missing (else it is built)
 	@command -v promtool >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; } \
 	  || echo "[tools] Debian's prometheus package (promtool) not installable here; building promtool instead" >&2
+
+.PHONY: tools
+tools: tools-deps ## Build etcd, kube-apiserver, kube-controller-manager, helm, kube-score from Go modules, concurrently (cached in ~/.cache)
 	bash hack/build-tools.sh all
 
 ##@ Development
@@ -53,7 +56,7 @@ image-deps: ## Install buildah and mmdebstrap from Debian's packages when missin
 	  || { apt-get update -q && apt-get install -y -q buildah mmdebstrap; }
 
 .PHONY: image
-image: image-deps ## Build $(IMAGE) from the Dockerfile (buildah, chroot isolation, local Debian base)
+image: image-deps ## Build the image (IMAGE=localhost/faiss-index-operator:dev) from the Dockerfile (buildah, chroot isolation, local Debian base)
 	IMAGE=$(IMAGE) bash hack/image/build.sh
 
 .PHONY: test-image
