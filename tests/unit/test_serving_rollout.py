@@ -26,7 +26,7 @@ POINTER = "p/ns/idx/6h/pointer.json"
 
 
 class FailingVersion(LoadedVersion):
-    def search(self, queries: np.ndarray, k: int) -> tuple[list[list[int]], list[list[float]]]:
+    def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise RuntimeError("faiss exploded")
 
 
