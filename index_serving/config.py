@@ -40,7 +40,7 @@ ENV_BATCH_INFLIGHT = "FAISS_BATCH_INFLIGHT"  # batches searched at once; request
 ENV_HEADER_TIMEOUT = "FAISS_HEADER_TIMEOUT_SECONDS"  # a connection idle or mid-headers this long is closed
 ENV_BODY_TIMEOUT = "FAISS_BODY_TIMEOUT_SECONDS"  # a body not fully received this long after its headers: 408
 ENV_INFLIGHT_BYTES = "FAISS_MAX_INFLIGHT_BYTES"  # request bodies held at once, summed; beyond: 503 before reading
-ENV_FETCH_SUBPROCESS = "FAISS_FETCH_SUBPROCESS"  # download+verify new versions in a nice-19 child process
+ENV_FETCH_SUBPROCESS = "FAISS_FETCH_SUBPROCESS"  # download+verify new versions in a low-priority child (FAISS_FETCH_NICE)
 _FALSE = ("0", "false", "no", "off")
 _TRUE = ("1", "true", "yes", "on")
 

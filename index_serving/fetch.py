@@ -4,10 +4,13 @@ A hot swap must not steal the CPU that answers queries. Downloading a few hundre
 with boto3 is Python work on several transfer threads, and hashing it is CPU work; done
 in the serving process, both compete with the event loop for the GIL and for the cores,
 which is what made p99 during a swap 7.7x the steady p99. So the server runs this step
-in a child process (``python -m index_serving.fetch``) at the lowest CPU priority
-(``nice`` 19, a per-process setting: lowering the priority of a thread would lower the
-whole server's): the kernel then gives the child only the CPU the server leaves idle,
-and the child holds no lock the server needs. The serving process only maps the
+in a child process (``python -m index_serving.fetch``) at a lower CPU priority
+(``nice`` 10 by default, ``FAISS_FETCH_NICE``; a per-process setting: lowering the
+priority of a thread would lower the whole server's): the kernel then gives the child
+about a tenth of the CPU share of the server's threads when both want the cores, and
+all of what the server leaves idle; the child holds no lock the server needs. Not 19:
+on a node where many processes compete in one cgroup, nice 19 can starve a load for
+minutes. The serving process only maps the
 verified file and warms it up.
 
 The same ``fetch_verified`` runs in process for embedders and tests (``VersionLoader``
@@ -26,7 +29,8 @@ from typing import Any
 
 from indexops_store.s3 import ArtifactStore, StorageError, make_client, sha256_file
 
-FETCH_NICE = 19
+ENV_FETCH_NICE = "FAISS_FETCH_NICE"
+FETCH_NICE = 10
 FETCH_TIMEOUT_SECONDS = 3600.0
 
 
@@ -60,10 +64,14 @@ def fetch_verified(store: ArtifactStore, key: str, name: str, size: int, sha256:
 
 def fetch_in_child(store: ArtifactStore, files: list[dict[str, Any]], directory: Path,
                    timeout: float = FETCH_TIMEOUT_SECONDS) -> None:
-    """Run ``fetch_verified`` for each of ``files`` in a child at nice 19; raises ``FetchFailed``."""
+    """Run ``fetch_verified`` for each of ``files`` in a lower-priority child; raises ``FetchFailed``."""
     meta = store.client.meta
+    try:
+        nice = min(19, max(0, int(os.environ.get(ENV_FETCH_NICE, FETCH_NICE))))
+    except ValueError:
+        nice = FETCH_NICE
     job = {"endpoint": meta.endpoint_url, "region": meta.region_name, "bucket": store.bucket,
-           "directory": str(directory), "files": files, "nice": FETCH_NICE}
+           "directory": str(directory), "files": files, "nice": nice}
     try:
         done = subprocess.run([sys.executable, "-m", "index_serving.fetch"], input=json.dumps(job), text=True,
                               capture_output=True, timeout=timeout, check=False)

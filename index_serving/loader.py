@@ -9,7 +9,7 @@ which lets several versions share RAM with the page cache during a canary. Befor
 version is handed over it answers a few warm-up searches, so the first real queries do
 not pay for page faults and lazy initialisation, and a version whose search crashes is
 rejected before it is ever served. The server downloads and hashes in a child process at
-the lowest CPU priority (``fetch.py``) so a swap does not take CPU from the queries.
+a lower CPU priority (``fetch.py``) so a swap does not take CPU from the queries.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class VersionLoader:
 
     def __init__(self, store: ArtifactStore, versions_prefix: str, cache_dir: Path, subprocess_fetch: bool = False):
         self.store = store
-        self.subprocess_fetch = subprocess_fetch  # download+verify at nice 19 in a child (fetch.py)
+        self.subprocess_fetch = subprocess_fetch  # download+verify in a lower-priority child (fetch.py)
         self.versions_prefix = versions_prefix.rstrip("/")
         self.cache_dir = cache_dir
 

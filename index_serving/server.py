@@ -143,8 +143,10 @@ async def search(request: web.Request) -> web.StreamResponse:
         return await _answer(request, parsed.vectors, parsed.k, parsed.key)
     finally:
         budget.give_back(size)
-        if size >= guard.TRIM_AFTER_BYTES and guard.trim_due():
-            asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], guard.trim_heap)
+        if (size >= guard.TRIM_AFTER_BYTES or request.get("large_answer")) and guard.trim_due():
+            # after the answer went out: its buffers are free by then
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.5, loop.run_in_executor, request.app[EXECUTOR], guard.trim_heap)
 
 
 async def _answer(request: web.Request, vectors: Any, k: int, key: str | None) -> web.StreamResponse:
@@ -170,6 +172,7 @@ async def _answer(request: web.Request, vectors: Any, k: int, key: str | None) -
     binary = BINARY_ANSWER in request.headers.get("Accept", "")
     encode = _encode_binary if binary else _encode_json
     if result.id_matrix.size > OFFLOAD_ANSWER_VALUES:
+        request["large_answer"] = True
         return await loop.run_in_executor(request.app[EXECUTOR], encode, result)
     return encode(result)
 
