@@ -31,7 +31,7 @@ from index_serving.errors import VersionRejected
 from indexops_api.constants import MANIFEST_FILE
 from indexops_api.manifest import Manifest
 from indexops_api.spec import Metric
-from index_serving.fetch import FetchFailed, fetch_in_child, fetch_verified
+from index_serving.fetch import FetchFailed, FetchWorker, fetch_verified
 from indexops_store.s3 import ArtifactStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -105,15 +105,20 @@ class VersionLoader:
 
     def __init__(self, store: ArtifactStore, versions_prefix: str, cache_dir: Path, subprocess_fetch: bool = False):
         self.store = store
-        self.subprocess_fetch = subprocess_fetch  # download+verify in a lower-priority child (fetch.py)
+        # download+verify in a lower-priority child while another version serves (fetch.py)
+        self.worker = FetchWorker(store) if subprocess_fetch else None
         self.versions_prefix = versions_prefix.rstrip("/")
         self.cache_dir = cache_dir
 
     def directory(self, version: str) -> Path:
         return self.cache_dir / version
 
-    def load(self, version: str, admit: Callable[[Manifest], None] | None = None) -> LoadedVersion:
-        """Fetch, verify, load and warm up; ``admit`` may veto (raise) once the manifest is read."""
+    def load(self, version: str, admit: Callable[[Manifest], None] | None = None, low_priority: bool = False) -> LoadedVersion:
+        """Fetch, verify, load and warm up; ``admit`` may veto (raise) once the manifest is read.
+
+        ``low_priority``: something is serving, so download and verify in the low-priority
+        worker (when enabled); the first version loads at full speed, there is nothing to protect.
+        """
         started = time.perf_counter()
         if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
@@ -122,7 +127,7 @@ class VersionLoader:
             admit(manifest)  # before downloading: a refused version costs no transfer
         directory = self.directory(version)
         directory.mkdir(parents=True, exist_ok=True)
-        self._fetch_all(version, manifest, directory)
+        self._fetch_all(version, manifest, directory, low_priority)
         index, mode = self._read_index(version, directory / manifest.index_file)
         ids = self._read_ids(version, directory / manifest.ids_file)
         self._check_consistent(version, manifest, index, ids)
@@ -156,12 +161,12 @@ class VersionLoader:
                 raise VersionRejected(version, "manifest", f"manifest lists an unsafe file name {name!r}")
         return manifest
 
-    def _fetch_all(self, version: str, manifest: Manifest, directory: Path) -> None:
+    def _fetch_all(self, version: str, manifest: Manifest, directory: Path, low_priority: bool) -> None:
         files = [{"key": f"{self.versions_prefix}/{version}/{e.name}", "name": e.name, "size": e.size, "sha256": e.sha256}
                  for e in manifest.files]
         try:
-            if self.subprocess_fetch:
-                fetch_in_child(self.store, files, directory)
+            if self.worker is not None and low_priority:
+                self.worker.fetch(files, directory)
             else:
                 for f in files:
                     fetch_verified(self.store, f["key"], f["name"], f["size"], f["sha256"], directory)

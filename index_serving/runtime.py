@@ -328,7 +328,8 @@ class IndexRuntime:
 
     def _load(self, version: str, others: int) -> LoadedVersion | None:
         try:
-            loaded = self.loader.load(version, admit=self._admit if others else None)
+            # Something already serves: fetch at low priority (the first version loads at full speed).
+            loaded = self.loader.load(version, admit=self._admit if others else None, low_priority=others > 0)
         except VersionRejected as exc:
             self._record_failure(version, exc.reason, str(exc))
             return None
@@ -381,6 +382,9 @@ class IndexRuntime:
         self.shadow.open()
         if self._thread is not None or not self.enabled:
             return
+        worker = getattr(self.loader, "worker", None)
+        if worker is not None:
+            worker.start()  # import boto3 in the child now, at low priority, not when a swap needs it
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, name="faiss-pointer-poller", daemon=True)
         self._thread.start()
@@ -392,6 +396,9 @@ class IndexRuntime:
             self._thread.join(timeout)
             self._thread = None
         self.shadow.close(timeout)
+        worker = getattr(self.loader, "worker", None)
+        if worker is not None:
+            worker.close()
 
     def request_refresh(self) -> None:
         """Read the pointer now instead of at the next poll (the operator calls this after a write).

@@ -40,8 +40,8 @@ class BreakingLoader:
     def __init__(self, inner: VersionLoader, broken: set[str]):
         self.inner, self.broken = inner, broken
 
-    def load(self, version: str, admit: Any = None) -> LoadedVersion:
-        loaded = self.inner.load(version, admit)
+    def load(self, version: str, admit: Any = None, **options: Any) -> LoadedVersion:
+        loaded = self.inner.load(version, admit, **options)
         return failing(loaded) if version in self.broken else loaded
 
     def __getattr__(self, name: str) -> Any:
