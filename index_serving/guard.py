@@ -6,19 +6,19 @@
   never N times the body limit. Only the event loop touches it (no lock).
 * ``trim_heap``: glibc keeps freed memory in its arenas; after a large request, a
   campaign of them leaves RSS at its high-water mark for good. ``malloc_trim(0)`` returns
-  the free pages to the kernel. It is called at most once per ``TRIM_INTERVAL_SECONDS``,
-  off the event loop, and is a no-op where glibc is not the allocator.
+  the free pages to the kernel. The server runs it off the event loop once
+  ``TRIM_DELAY_SECONDS`` after a large request (one pending trim at a time, so a flood of
+  large requests costs a few trims a second), and it is a no-op where glibc is not the
+  allocator. ``fix_mmap_threshold`` keeps most large buffers out of the heap to begin with.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import threading
-import time
 
 TRIM_AFTER_BYTES = 1 << 20  # a request body at least this large schedules a trim
-TRIM_INTERVAL_SECONDS = 1.0
+TRIM_DELAY_SECONDS = 0.3
 
 
 class ByteBudget:
@@ -49,18 +49,25 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _load_libc()
-_lock = threading.Lock()
-_last_trim = [float("-inf")]
 
 
-def trim_due(now: float | None = None) -> bool:
-    """True (and claims the slot) when a trim may run now."""
-    now = time.monotonic() if now is None else now
-    with _lock:
-        if now - _last_trim[0] < TRIM_INTERVAL_SECONDS:
-            return False
-        _last_trim[0] = now
-        return True
+M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def fix_mmap_threshold() -> bool:
+    """Serve every allocation of 1 MiB or more with its own mmap, returned to the kernel on free.
+
+    glibc raises its mmap threshold dynamically (up to 32 MiB) after large blocks are
+    freed, after which request-sized buffers come from the heap and stay in RSS. A fixed
+    threshold keeps big request bodies, answers and arrays out of the heap altogether.
+    """
+    if _LIBC is None:
+        return False
+    try:
+        return bool(_LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except AttributeError:
+        return False
 
 
 def trim_heap() -> bool:

@@ -143,10 +143,23 @@ async def search(request: web.Request) -> web.StreamResponse:
         return await _answer(request, parsed.vectors, parsed.k, parsed.key)
     finally:
         budget.give_back(size)
-        if (size >= guard.TRIM_AFTER_BYTES or request.get("large_answer")) and guard.trim_due():
-            # after the answer went out: its buffers are free by then
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.5, loop.run_in_executor, request.app[EXECUTOR], guard.trim_heap)
+        if size >= guard.TRIM_AFTER_BYTES or request.get("large_answer"):
+            _schedule_trim(request.app)
+
+
+def _schedule_trim(app: web.Application) -> None:
+    """One heap trim shortly after a large request (the answer's buffers are free by then)."""
+    state = app[STATE]
+    if state["trim_pending"]:
+        return
+    state["trim_pending"] = True
+    loop = asyncio.get_running_loop()
+
+    def run() -> None:
+        state["trim_pending"] = False
+        loop.run_in_executor(app[EXECUTOR], guard.trim_heap)
+
+    loop.call_later(guard.TRIM_DELAY_SECONDS, run)
 
 
 async def _answer(request: web.Request, vectors: Any, k: int, key: str | None) -> web.StreamResponse:
@@ -232,7 +245,7 @@ def make_app(runtime: IndexRuntime, executor: ThreadPoolExecutor, config: Servin
     app[RUNTIME] = runtime
     app[EXECUTOR] = executor
     app[CONFIG] = config
-    app[STATE] = {"draining": False, "counters": {}}
+    app[STATE] = {"draining": False, "counters": {}, "trim_pending": False}
     app[BUDGET] = guard.ByteBudget(config.max_inflight_bytes)
     if config.batch_max > 1:
         app[BATCHER] = MicroBatcher(runtime.search_many, executor, max_batch=config.batch_max,
@@ -253,6 +266,7 @@ async def serve(
     on_listening: Callable[[str, int], None] | None = None,
 ) -> None:
     """Listen until ``stop`` is set, then drain: readiness fails, in-flight requests finish."""
+    guard.fix_mmap_threshold()
     executor = ThreadPoolExecutor(config.search_threads, thread_name_prefix="faiss-search")
     app = make_app(runtime, executor, config)
     # keepalive_timeout: aiohttp arms it when a connection opens and re-arms it after each

@@ -74,6 +74,15 @@ class Server:
         with open(f"/proc/{self.proc.pid}/status") as fh:
             return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
 
+    def growth_after(self, before: int) -> int:
+        """RSS growth over ``before`` once the server had a second to release (it trims 0.3 s after)."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            grown = self.rss() - before
+            if grown < RSS_BOUND or time.monotonic() > deadline:
+                return grown
+            time.sleep(0.1)
+
     def query(self) -> float:
         """One valid search; its latency in seconds (asserts it succeeded)."""
         started = time.perf_counter()
@@ -189,7 +198,7 @@ def test_a_30_mb_row_of_7_8_million_values_is_refused_by_its_size_before_a_float
 
     latencies = while_attacking(server, attack)
     assert max(latencies) < ANSWER_WITHIN
-    assert server.rss() - before < RSS_BOUND
+    assert server.growth_after(before) < RSS_BOUND
 
 
 def test_a_wide_row_small_enough_in_bytes_is_refused_by_counting_its_values_before_parsing(server: Server) -> None:
@@ -199,7 +208,7 @@ def test_a_wide_row_small_enough_in_bytes_is_refused_by_counting_its_values_befo
         code, answer = raw_request(server, post_head("/v1/search", len(body)), body)
         assert code == 400 and "more than 1024 vectors of dimension 16" in json.loads(answer)["error"]
     assert server.query() < ANSWER_WITHIN
-    assert server.rss() - before < RSS_BOUND
+    assert server.growth_after(before) < RSS_BOUND
 
 
 def test_deep_nesting_and_every_other_malformed_body_is_a_json_400_never_a_500(server: Server) -> None:
@@ -259,7 +268,7 @@ def test_half_sent_bodies_time_out_with_408_and_the_in_flight_byte_budget_refuse
     latencies = while_attacking(server, attack)
     assert sorted(codes) == [408] * 5 + [503] * 3, codes
     assert max(latencies) < ANSWER_WITHIN
-    assert server.rss() - before < RSS_BOUND
+    assert server.growth_after(before) < RSS_BOUND
 
 
 def test_a_1024_by_1000_answer_is_encoded_off_the_event_loop_and_healthz_stays_fast(server: Server) -> None:
@@ -282,5 +291,5 @@ def test_a_1024_by_1000_answer_is_encoded_off_the_event_loop_and_healthz_stays_f
     latencies = while_attacking(server, attack)
     assert max(latencies) < ANSWER_WITHIN
     assert healthz() < ANSWER_WITHIN
-    assert server.rss() - before < RSS_BOUND
+    assert server.growth_after(before) < RSS_BOUND
     assert [np.array(orjson.loads(a)["ids"]).shape for a in answers] == [(1024, 1000)] * 3
