@@ -289,8 +289,14 @@ def plot(r: dict, path: Path) -> None:
     cells = r["throughput"]["cells"]
     labels = [f"{'1' if x['vectors_per_request'] == 1 else x['vectors_per_request']}v c{x['clients']}" for x in cells]
     xs = range(len(cells))
-    d.bar([i - 0.2 for i in xs], [x["raw"]["vectors_per_second"] for x in cells], width=0.4, label="raw FAISS in process")
-    d.bar([i + 0.2 for i in xs], [x["http"]["vectors_per_second"] for x in cells], width=0.4, label="HTTP faiss-index-server")
+    series = [("raw FAISS in process", lambda x: x["raw"]), ("HTTP JSON", lambda x: x["http"])]
+    if "variants" in r["throughput"]:
+        series += [("HTTP binary", lambda x: x["variants"]["binary"]),
+                   ("HTTP JSON, batching off", lambda x: x["variants"].get("json_unbatched"))]
+    width = 0.8 / len(series)
+    for j, (name, pick) in enumerate(series):
+        d.bar([i - 0.4 + width * (j + 0.5) for i in xs], [(pick(x) or {}).get("vectors_per_second") or 0 for x in cells],
+              width=width, label=name)
     d.set_xticks(list(xs), labels, fontsize=8)
     d.set_yscale("log")
     d.set_ylabel("vectors searched per second (log)")

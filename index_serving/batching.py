@@ -40,6 +40,11 @@ class MicroBatcher:
         self.batches = 0  # observability for tests and the benchmark
         self.batched_requests = 0
 
+    @property
+    def idle(self) -> bool:
+        """No batch running and none waiting: a request now would be a batch of one."""
+        return self._inflight == 0 and not self._queue
+
     async def search(self, vectors: np.ndarray, k: int, key: str | None) -> Any:
         """The ``SearchResult`` for this request (or the exception its search raised)."""
         loop = asyncio.get_running_loop()

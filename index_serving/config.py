@@ -37,6 +37,7 @@ ENV_DRAIN_SECONDS = "FAISS_DRAIN_SECONDS"
 ENV_BATCH_MAX = "FAISS_BATCH_MAX"  # most single-vector requests per FAISS call; 1 turns batching off
 ENV_BATCH_WINDOW_MS = "FAISS_BATCH_WINDOW_MS"  # wait this long for more requests before a search (0: never wait)
 ENV_BATCH_INFLIGHT = "FAISS_BATCH_INFLIGHT"  # batches searched at once; requests arriving meanwhile form the next
+ENV_INLINE_SEARCH_MS = "FAISS_INLINE_SEARCH_MS"  # idle + single vector + version's p50 below this: search on the loop
 ENV_HEADER_TIMEOUT = "FAISS_HEADER_TIMEOUT_SECONDS"  # a connection idle or mid-headers this long is closed
 ENV_BODY_TIMEOUT = "FAISS_BODY_TIMEOUT_SECONDS"  # a body not fully received this long after its headers: 408
 ENV_INFLIGHT_BYTES = "FAISS_MAX_INFLIGHT_BYTES"  # request bodies held at once, summed; beyond: 503 before reading
@@ -64,6 +65,7 @@ class ServingConfig:
     batch_max: int = 32
     batch_window_ms: float = 0.0
     batch_inflight: int = 2
+    inline_search_ms: float = 1.0
     header_timeout_seconds: float = 15.0
     body_timeout_seconds: float = 30.0
     max_inflight_bytes: int = 64 * 1024 * 1024
@@ -97,6 +99,7 @@ class ServingConfig:
             "batch_max": _number(env, ENV_BATCH_MAX, int, 32),
             "batch_window_ms": _number(env, ENV_BATCH_WINDOW_MS, float, 0.0),
             "batch_inflight": _number(env, ENV_BATCH_INFLIGHT, int, 2),
+            "inline_search_ms": _number(env, ENV_INLINE_SEARCH_MS, float, 1.0),
             "header_timeout_seconds": _number(env, ENV_HEADER_TIMEOUT, float, 15.0),
             "body_timeout_seconds": _number(env, ENV_BODY_TIMEOUT, float, 30.0),
             "max_inflight_bytes": _number(env, ENV_INFLIGHT_BYTES, int, 64 * 1024 * 1024),
@@ -124,6 +127,8 @@ class ServingConfig:
         if self.batch_max < 1 or self.batch_inflight < 1 or not 0 <= self.batch_window_ms <= 100:
             raise ConfigError(f"batching needs max >= 1, in-flight >= 1 and a window of 0..100 ms, got "
                               f"{self.batch_max}, {self.batch_inflight}, {self.batch_window_ms}")
+        if not 0 <= self.inline_search_ms <= 10:
+            raise ConfigError(f"inline search threshold must be 0..10 ms (0 turns it off), got {self.inline_search_ms}")
         if self.header_timeout_seconds <= 0 or self.body_timeout_seconds <= 0:
             raise ConfigError("header and body timeouts must be positive")
         if self.max_inflight_bytes < 1024 * 1024:

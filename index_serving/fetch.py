@@ -84,29 +84,43 @@ class FetchWorker:
     def __init__(self, store: ArtifactStore):
         self.store = store
         self._proc: subprocess.Popen[str] | None = None
+        self._warm_answer_pending = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
         with self._lock:
             self._ensure()
 
+    def _job(self, files: list[dict[str, Any]], directory: Path | None) -> str:
+        meta = self.store.client.meta
+        return json.dumps({"endpoint": meta.endpoint_url, "region": meta.region_name, "bucket": self.store.bucket,
+                           "directory": str(directory or ""), "files": files}) + "\n"
+
     def _ensure(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen([sys.executable, "-m", "index_serving.fetch", "--serve", str(_nice())],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                           text=True, bufsize=1)
+            # A job with no files: the child builds its S3 client (seconds of CPU loading
+            # botocore's models) at normal priority, and lowers its priority only after it.
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(self._job([], None))
+            self._proc.stdin.flush()
+            self._warm_answer_pending = True
         return self._proc
 
     def fetch(self, files: list[dict[str, Any]], directory: Path, timeout: float = FETCH_TIMEOUT_SECONDS) -> None:
         """``fetch_verified`` each of ``files`` in the child; raises ``FetchFailed``."""
-        meta = self.store.client.meta
-        job = {"endpoint": meta.endpoint_url, "region": meta.region_name, "bucket": self.store.bucket,
-               "directory": str(directory), "files": files}
         with self._lock:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.write(json.dumps(job) + "\n")
+                if self._warm_answer_pending:  # the warm-up's answer comes first
+                    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+                    if ready:
+                        proc.stdout.readline()
+                    self._warm_answer_pending = False
+                proc.stdin.write(self._job(files, directory))
                 proc.stdin.flush()
                 ready, _, _ = select.select([proc.stdout], [], [], timeout)
                 line = proc.stdout.readline() if ready else None
@@ -162,14 +176,17 @@ def _job(job: dict[str, Any], clients: dict[tuple[str, str], Any]) -> dict[str, 
 
 
 def _serve(nice: int) -> None:
-    try:
-        os.nice(nice)
-    except OSError:
-        pass  # not allowed to lower priority: still correct, only less polite
     clients: dict[tuple[str, str], Any] = {}
+    lowered = False
     for line in sys.stdin:
         if line.strip():
             print(json.dumps(_job(json.loads(line), clients)), flush=True)
+        if not lowered:  # after the first (warm-up) job: the client exists, the imports are done
+            lowered = True
+            try:
+                os.nice(nice)
+            except OSError:
+                pass  # not allowed to lower priority: still correct, only less polite
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:

@@ -85,9 +85,17 @@ def _count(request: web.Request, version: str, code: int) -> None:
     child.inc()
 
 
+def _fast_enough_inline(runtime: IndexRuntime, threshold_ms: float) -> bool:
+    versions = runtime.snapshot.versions().values()
+    return threshold_ms > 0 and bool(versions) and all(
+        lv.manifest.measurements.latency_p50_ms <= threshold_ms for lv in versions)
+
+
 def _dimension(runtime: IndexRuntime) -> int | None:
     """The width every loaded version expects, or None when unknown or not unique."""
     widths = {lv.dimension for lv in runtime.snapshot.versions().values()}
+    if not widths and runtime.fallback is not None:  # answered by the embedder's fallback set
+        return getattr(runtime.fallback, "dimension", None)
     return widths.pop() if len(widths) == 1 else None
 
 
@@ -122,8 +130,9 @@ async def search(request: web.Request) -> web.StreamResponse:
         return _error(503, f"too many request bytes in flight (limit {budget.limit}); retry shortly", **{"Retry-After": "1"})
     try:
         try:
-            body = await asyncio.wait_for(request.read(), config.body_timeout_seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(config.body_timeout_seconds):  # no extra task, unlike wait_for
+                body = await request.read()
+        except TimeoutError:
             _count(request, NO_VERSION, 408)
             response = _error(408, f"body not received within {config.body_timeout_seconds:g}s")
             response.force_close()
@@ -168,7 +177,13 @@ async def _answer(request: web.Request, vectors: Any, k: int, key: str | None) -
     batcher = request.app.get(BATCHER)
     try:
         if batcher is not None and vectors.shape[0] == 1:
-            result = await batcher.search(vectors, k, key)
+            if batcher.idle and _fast_enough_inline(runtime, request.app[CONFIG].inline_search_ms):
+                # A lone single-vector query on a fast index: searching it here costs less than
+                # the two thread hand-offs (each a scheduling delay on a busy node), and blocks
+                # the loop no longer than the builder-measured p50 single-query latency.
+                result = runtime.search(vectors, k, key)
+            else:
+                result = await batcher.search(vectors, k, key)
         else:
             result = await loop.run_in_executor(request.app[EXECUTOR], runtime.search, vectors, k, key)
     except NoIndexLoaded as exc:
