@@ -1,8 +1,9 @@
 """Where a single-vector request's time goes: py-spy on a real ``faiss-index-server`` under load.
 
 Publishes one version (as ``serving_bench.py`` does), starts one server, drives it with
-closed-loop clients (JSON or binary, N clients) and samples the server with
-``py-spy record`` (native frames included, idle threads excluded) for the duration. The
+closed-loop clients (JSON or binary, N clients): first without a profiler, to account the
+CPU time per request of the server process (/proc) and of the load generator (getrusage),
+then under ``py-spy record --nonblocking`` (idle threads excluded) for the duration. The
 folded stacks are summarised two ways: share of samples per top-level phase (the event
 loop's HTTP handling, FAISS search, the rest of the search thread) and the functions with
 the most samples at the leaf. Written to ``bench/results/serving-profile.{txt,json}``.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +43,17 @@ PHASES = (  # first match wins, tested against the whole folded stack
     ("metrics", ("prometheus_client", "analysis.py")),
     ("aiohttp + event loop", ("aiohttp", "asyncio", "uvloop", "web_protocol", "_run_once")),
 )
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def classify(stack: str) -> str:
@@ -83,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                     bodies, headers = encode_bodies(dataset.queries, 1, K), JSON
                 asyncio.run(http_load(url, bodies, args.clients, duration=1.0, headers=headers))
                 folded = work / "folded.txt"
+                # CPU accounting first, without the profiler: server CPU and client CPU per request.
+                cpu0, own0, t0 = cpu_seconds(server.pid), own_cpu_seconds(), time.perf_counter()
+                plain = summarize(asyncio.run(http_load(url, bodies, args.clients, duration=args.seconds, headers=headers)))
+                wall = time.perf_counter() - t0
+                server_cpu, client_cpu = cpu_seconds(server.pid) - cpu0, own_cpu_seconds() - own0
                 rec = subprocess.Popen([spy, "record", "--pid", str(server.pid), "--duration", str(int(args.seconds)),
-                                        "--rate", "500", "--native", "--format", "raw", "--output", str(folded)],
+                                        "--rate", "250", "--nonblocking", "--format", "raw", "--output", str(folded)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 time.sleep(1.0)
                 load = summarize(asyncio.run(http_load(url, bodies, args.clients, duration=args.seconds - 2, headers=headers)))
@@ -104,16 +123,24 @@ def main(argv: list[str] | None = None) -> int:
             total += c
             phases[classify(stack)] += c
             leaves[stack.split(";")[-1][:140]] += c
+    per = plain["requests"] or 1
+    accounting = {"requests": plain["requests"], "qps": plain["qps"], "wall_ms_per_request": wall * 1000 / per * args.clients,
+                  "server_cpu_ms_per_request": server_cpu * 1000 / per, "client_cpu_ms_per_request": client_cpu * 1000 / per,
+                  "p50_ms": plain["p50_ms"]}
     out = {"n": n, "dim": args.dim, "clients": args.clients, "format": args.format, "seconds": args.seconds,
-           "load": load, "samples": total,
+           "cpu_accounting": accounting, "load_while_profiled": load, "samples": total,
            "phases": {k: round(v / total, 4) for k, v in phases.most_common()},
            "top_leaves": [(k, round(v / total, 4)) for k, v in leaves.most_common(25)]}
     args.results.mkdir(parents=True, exist_ok=True)
     name = f"serving-profile-{args.format}-c{args.clients}"
     (args.results / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"# py-spy: faiss-index-server, {args.format} single-vector requests, {args.clients} client(s), {n:,} x {args.dim}",
-             "", f"{load['requests']:,} requests, {load['qps']:.0f} req/s, p50 {load['p50_ms']:.2f} ms; {total:,} samples "
-             "(all server threads with work, native frames).", "", "| phase | share of samples |", "|---|---|"]
+             "", f"Without the profiler: {accounting['requests']:,} requests, {accounting['qps']:.0f} req/s, p50 "
+             f"{accounting['p50_ms']:.2f} ms; per request: wall {accounting['wall_ms_per_request']:.3f} ms x clients, "
+             f"server CPU {accounting['server_cpu_ms_per_request']:.3f} ms, client (load generator) CPU "
+             f"{accounting['client_cpu_ms_per_request']:.3f} ms (from /proc and getrusage).", "",
+             f"With py-spy (--nonblocking, 250 Hz): {load['requests']:,} requests, {load['qps']:.0f} req/s; {total:,} samples "
+             "of server threads with work.", "", "| phase | share of samples |", "|---|---|"]
     lines += [f"| {k} | {v:.1%} |" for k, v in out["phases"].items()]
     lines += ["", "| leaf frame | share |", "|---|---|"] + [f"| `{k}` | {v:.1%} |" for k, v in out["top_leaves"]]
     (args.results / f"{name}.md").write_text("\n".join(lines) + "\n")
