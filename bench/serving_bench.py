@@ -6,10 +6,13 @@ two versions of one HNSW index are published the way production publishes them (
 real ``faiss-index-server`` processes serve them by following the serving pointer:
 
 1. QPS and p50/p99 over HTTP vs raw FAISS on the same index file in process (ratio);
-   single-vector and batch requests; 1 and several concurrent clients.
+   single-vector and batch requests; 1 and several concurrent clients; JSON and binary
+   bodies; dynamic batching on (the default) and off (a second server, same slices).
 2. p99 while the pointer is rewritten to the other version (hot swap) vs steady state,
-   and failed requests.
-3. Time from the pointer write until every one of several replicas serves the new version.
+   and failed requests; the low-priority fetch worker (default) vs fetching in the
+   serving process (the previous loader, a second server in the same run).
+3. Time from the pointer write until every one of several replicas serves the new
+   version, with the operator's ``POST /v1/refresh`` notification and with polling alone.
 4. Peak RSS of the serving process during a swap vs the index size on disk.
 5. Peers at matched recall: FAISS HNSW vs hnswlib, Chroma, Milvus Lite (``serving_peers.py``).
 
@@ -73,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--swap-tail-seconds", type=float, default=1.0, help="added to a swap window after the new version serves")
     p.add_argument("--settle-seconds", type=float, default=1.0)
     p.add_argument("--replicas", type=int, default=3)
-    p.add_argument("--trials", type=int, default=3, help="propagation trials")
+    p.add_argument("--trials", type=int, default=3, help="propagation trials of each kind (notify, poll)")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="FAISS_POLL_SECONDS of the replicas (server default 2)")
     p.add_argument("--peers", default="faiss,hnswlib,chromadb,milvus-lite", help="comma-separated; empty to skip")
     p.add_argument("--efs", type=_ints, default=None, help="ef sweep for the peers")
@@ -136,22 +139,39 @@ def main(argv: list[str] | None = None) -> int:
                     f"{versions[-1]['index_file_bytes']:,} bytes")
             load["published"] = os.getloadavg()[0]
             server = Server("server", moto.endpoint, work, args.poll_seconds)
+            unbatched = Server("server-unbatched", moto.endpoint, work, args.poll_seconds, env={"FAISS_BATCH_MAX": "1"})
             try:
                 # RSS with no version loaded (no pointer yet: interpreter, FAISS, aiohttp, one poll done),
                 # the base that the index memory of section 4 is measured from.
                 server.wait_listening()
+                unbatched.wait_listening()
                 time.sleep(args.poll_seconds + 0.5)
                 empty_rss = memory_of(server.pid).get("VmRSS")
                 write_pointer(moto.endpoint, versions[0]["version"])
                 server.wait_serving(versions[0]["version"])
+                unbatched.wait_serving(versions[0]["version"])
                 say(f"server on {server.url} serving {versions[0]['version']}")
-                tp = throughput(server, versions[0], dataset.queries, args)
+                tp = throughput({"batched": server, "unbatched": unbatched}, versions[0], dataset.queries, args)
+                unbatched.stop()
                 load["throughput"] = os.getloadavg()[0]
                 swap = hot_swap(server, versions, moto.endpoint, dataset.queries, args, empty_rss)
                 load["hot_swap"] = os.getloadavg()[0]
             finally:
                 server.stop()
-            current = versions[args.swaps % 2]["version"]
+                unbatched.stop()
+            # Baseline of section 2, same run: the previous loader (download and sha256 in the
+            # serving process, at the serving priority).
+            now = versions[args.swaps % 2]["version"]
+            order = versions if now == versions[0]["version"] else versions[::-1]
+            baseline = Server("server-inprocess-fetch", moto.endpoint, work, args.poll_seconds,
+                              env={"FAISS_FETCH_SUBPROCESS": "false"})
+            try:
+                baseline.wait_serving(now)
+                swap_baseline = hot_swap(baseline, order, moto.endpoint, dataset.queries, args, None)
+                load["hot_swap_baseline"] = os.getloadavg()[0]
+            finally:
+                baseline.stop()
+            current = order[args.swaps % 2]["version"]
             prop = propagation(moto.endpoint, versions, current, work, args)
             load["propagation"] = os.getloadavg()[0]
         finally:
@@ -168,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": load, "data": dataset.provenance,
         "code": code | {"changed_during_run": code_state() != code},
         "versions": [{k: v for k, v in ver.items() if not k.endswith("_path")} for ver in versions],
-        "throughput": tp, "hot_swap": swap, "propagation": prop, "peers": peers,
+        "throughput": tp, "hot_swap": swap, "hot_swap_baseline": swap_baseline, "propagation": prop, "peers": peers,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
     serving_report.write(result, args.results)

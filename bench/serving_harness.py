@@ -169,16 +169,20 @@ def stable_of(status: dict) -> tuple[str | None, int | None]:
 class Server:
     """One ``faiss-index-server`` replica on 127.0.0.1 following the benchmark's pointer."""
 
-    def __init__(self, name: str, endpoint: str, work: Path, poll_seconds: float, search_threads: int | None = None):
+    def __init__(self, name: str, endpoint: str, work: Path, poll_seconds: float, search_threads: int | None = None,
+                 env: dict[str, str] | None = None):
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = work / f"{name}.log"
+        extra = env or {}
         env = {**os.environ, "FAISS_POINTER_BUCKET": BUCKET, "FAISS_POINTER_KEY": pointer_key(),
                "FAISS_S3_ENDPOINT_URL": endpoint, "POD_IP": "127.0.0.1", "FAISS_SERVING_PORT": str(self.port),
                "FAISS_CACHE_DIR": str(work / f"cache-{name}"), "FAISS_POLL_SECONDS": str(poll_seconds)}
         if search_threads:
             env["FAISS_SEARCH_THREADS"] = str(search_threads)
+        self.extra_env = dict(extra)
+        env.update(extra)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(VENV_BIN / "faiss-index-server"), "--log-level", "WARNING"], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -189,6 +193,15 @@ class Server:
 
     def status(self) -> dict:
         return get_json(f"{self.url}/v1/status")[1]
+
+    def notify(self) -> int:
+        """``POST /v1/refresh``: what the operator does after a pointer write (faiss_operator/notify.py)."""
+        req = urllib.request.Request(f"{self.url}/v1/refresh", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=1.0) as resp:
+                return resp.status
+        except (urllib.error.URLError, OSError):
+            return 0
 
     def wait_listening(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

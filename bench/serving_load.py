@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 JSON = {"Content-Type": "application/json"}
+BINARY = {"Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
 CDF_POINTS = [*range(0, 100), 99.5, 99.9, 100]
 
 
@@ -67,9 +68,26 @@ def encode_bodies(queries: np.ndarray, per_request: int, k: int) -> list[bytes]:
             for i in range(0, rows, per_request)]
 
 
+def encode_binary_bodies(queries: np.ndarray, per_request: int) -> list[bytes]:
+    """The same requests as ``encode_bodies`` as raw little-endian float32 rows (k and d in the URL)."""
+    rows = len(queries) // per_request * per_request or len(queries)
+    return [queries[i:i + per_request].astype("<f4").tobytes() for i in range(0, rows, per_request)]
+
+
+def binary_url(url: str, k: int, dim: int) -> str:
+    return f"{url}?k={k}&d={dim}"
+
+
 async def http_load(url: str, bodies: Sequence[bytes], concurrency: int, duration: float | None = None,
-                    stop: asyncio.Event | None = None, origin: float | None = None) -> Samples:
-    """``concurrency`` clients posting ``bodies`` in turn until ``duration`` passes or ``stop`` is set."""
+                    stop: asyncio.Event | None = None, origin: float | None = None,
+                    headers: dict[str, str] | None = None) -> Samples:
+    """``concurrency`` clients posting ``bodies`` in turn until ``duration`` passes or ``stop`` is set.
+
+    ``headers`` = ``BINARY`` sends raw float32 bodies and reads the binary answer (the
+    answering version comes from its ``X-Faiss-Version`` header instead of the JSON).
+    """
+    headers = headers or JSON
+    binary = headers.get("Accept") == BINARY["Accept"]
     import aiohttp
 
     origin = time.perf_counter() if origin is None else origin
@@ -85,11 +103,12 @@ async def http_load(url: str, bodies: Sequence[bytes], concurrency: int, duratio
                 t = time.perf_counter()
                 version = None
                 try:
-                    async with session.post(url, data=body, headers=JSON) as resp:
+                    async with session.post(url, data=body, headers=headers) as resp:
                         payload = await resp.read()
                         status = resp.status
+                        answered_by = resp.headers.get("X-Faiss-Version")
                     if status == 200:
-                        version = json.loads(payload).get("version")
+                        version = answered_by if binary else json.loads(payload).get("version")
                     else:
                         out.errors[f"HTTP {status}: {payload[:120].decode(errors='replace')}"] += 1
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

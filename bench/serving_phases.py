@@ -19,8 +19,12 @@ from collections import Counter
 import numpy as np
 from serving_harness import K, Server, memory_of, say, stable_of, write_pointer
 from serving_load import (
+    BINARY,
+    JSON,
     Samples,
+    binary_url,
     cdf,
+    encode_binary_bodies,
     encode_bodies,
     http_answers,
     http_load,
@@ -40,39 +44,63 @@ def load_raw(version: dict):
     return index, np.load(version["ids_path"])
 
 
-def throughput(server: Server, version: dict, queries: np.ndarray, args) -> dict:
+# The HTTP variants measured against raw FAISS in every throughput cell. "json" on the
+# default server is the previous benchmark's HTTP column (same method, same bodies).
+VARIANTS = ("json", "binary", "json_unbatched", "binary_unbatched")
+
+
+def throughput(servers: dict[str, Server], version: dict, queries: np.ndarray, args) -> dict:
+    """``servers``: "batched" (the default configuration) and "unbatched" (``FAISS_BATCH_MAX=1``)."""
     index, ids = load_raw(version)
+    server = servers["batched"]
     url = f"{server.url}/v1/search"
     check = queries[: args.check_queries]
     http_ids = http_answers(url, check, K)
     raw_ids = ids[index.search(check, K)[1]]
     same = float(np.mean([len(set(h) & set(r.tolist())) / K for h, r in zip(http_ids, raw_ids)]))
     say(f"throughput: HTTP answers equal raw FAISS top-{K} on {same:.1%} of {len(check)} queries")
+    dim = queries.shape[1]
     cells = []
     for mode, per_request in (("single", 1), ("batch", args.batch)):
-        bodies = encode_bodies(queries, per_request, K)
+        json_bodies = encode_bodies(queries, per_request, K)
+        bin_bodies = encode_binary_bodies(queries, per_request)
         batches = [queries[i:i + per_request] for i in range(0, len(queries) // per_request * per_request, per_request)]
         search = lambda b: index.search(b, K)  # noqa: E731
+        # Batch requests never go through the batcher: the unbatched server would measure the same path.
+        variants = VARIANTS if per_request == 1 else VARIANTS[:2]
+        plans = {v: (f"{servers['unbatched' if v.endswith('unbatched') else 'batched'].url}/v1/search",
+                     bin_bodies if v.startswith("binary") else json_bodies,
+                     BINARY if v.startswith("binary") else JSON) for v in variants}
         for clients in args.concurrency:
-            # Interleaved rounds (HTTP slice, raw slice, ...): background load on this shared
-            # machine then hits both sides of the ratio alike.
-            asyncio.run(http_load(url, bodies, clients, duration=args.warmup_seconds))
+            # Interleaved rounds (raw slice, then each HTTP variant's slice, ...): background
+            # load on this shared machine then hits every side of a ratio alike.
             raw_load(search, batches, clients, args.warmup_seconds)
-            http_s, raw_s = Samples(), Samples()
+            for v, (u, bodies, headers) in plans.items():
+                target = binary_url(u, K, dim) if headers is BINARY else u
+                asyncio.run(http_load(target, bodies, clients, duration=args.warmup_seconds, headers=headers))
+            raw_s, http_s = Samples(), {v: Samples() for v in variants}
             for _ in range(args.rounds):
-                http_s.merge(asyncio.run(http_load(url, bodies, clients, duration=args.cell_seconds / args.rounds)))
                 raw_s.merge(raw_load(search, batches, clients, args.cell_seconds / args.rounds))
-            http, raw = summarize(http_s, per_request), summarize(raw_s, per_request)
+                for v, (u, bodies, headers) in plans.items():
+                    target = binary_url(u, K, dim) if headers is BINARY else u
+                    http_s[v].merge(asyncio.run(http_load(target, bodies, clients, duration=args.cell_seconds / args.rounds,
+                                                          headers=headers)))
+            raw = summarize(raw_s, per_request)
+            summaries = {v: summarize(http_s[v], per_request) for v in variants}
+            http = summaries["json"]
             cell = {"mode": mode, "vectors_per_request": per_request, "clients": clients, "http": http, "raw": raw,
+                    "variants": summaries,
+                    "ratio_qps": {v: summaries[v]["qps"] / raw["qps"] for v in variants},
                     "ratio_qps_http_over_raw": http["qps"] / raw["qps"],
                     "ratio_p50_http_over_raw": http["p50_ms"] / raw["p50_ms"],
                     "ratio_p99_http_over_raw": http["p99_ms"] / raw["p99_ms"]}
             cells.append(cell)
-            say(f"throughput {mode}x{per_request} c={clients}: HTTP {http['qps']:.0f} req/s p50 {http['p50_ms']:.2f} "
-                f"p99 {http['p99_ms']:.2f} ms (failed {http['failed']}) | raw {raw['qps']:.0f} req/s p50 "
-                f"{raw['p50_ms']:.3f} p99 {raw['p99_ms']:.3f} ms")
-    return {"same_answers_fraction": same, "check_queries": len(check), "cells": cells,
-            "search_parameters": version["manifest"]["searchParameters"]}
+            say(f"throughput {mode}x{per_request} c={clients}: raw {raw['qps']:.0f} req/s | " + ", ".join(
+                f"{v} {summaries[v]['qps']:.0f} ({cell['ratio_qps'][v]:.2f}x, p99 {summaries[v]['p99_ms']:.1f} ms, "
+                f"failed {summaries[v]['failed']})" for v in variants))
+    return {"same_answers_fraction": same, "check_queries": len(check), "cells": cells, "variants": list(VARIANTS),
+            "search_parameters": version["manifest"]["searchParameters"],
+            "servers": {name: srv.extra_env for name, srv in servers.items()}}
 
 
 class RssSampler(threading.Thread):
@@ -209,14 +237,20 @@ def _timeline(samples, bucket: float = 0.25) -> list[tuple[float, float, float]]
 
 
 def propagation(endpoint: str, versions: list[dict], current: str, work, args) -> dict:
-    """``args.replicas`` fresh replicas on one pointer; per trial, pointer write -> each serves the new version."""
+    """``args.replicas`` fresh replicas on one pointer; per trial, pointer write -> each serves the new version.
+
+    Trials alternate: "notify" trials POST /v1/refresh to every replica right after the
+    write (what the operator does, faiss_operator/notify.py); "poll" trials rely on the
+    replicas' pointer poll alone (the fallback, and the previous benchmark's method).
+    """
     replicas = [Server(f"replica-{i}", endpoint, work, args.poll_seconds) for i in range(args.replicas)]
     try:
         for r in replicas:
             r.wait_serving(current)
         say(f"propagation: {len(replicas)} replicas serving {current}")
         trials = []
-        for trial in range(args.trials):
+        for trial in range(2 * args.trials):
+            notify = trial % 2 == 0
             target = next(v["version"] for v in versions if v["version"] != current)
             time.sleep(args.settle_seconds)
             seen: dict[str, dict] = {}
@@ -230,13 +264,15 @@ def propagation(endpoint: str, versions: list[dict], current: str, work, args) -
             generation, write_seconds = write_pointer(endpoint, target)
             generation_box.append(generation)
             written_box.append(time.perf_counter())
+            acks = [r.notify() for r in replicas] if notify else []
             for w in watchers:
                 w.join()
             times = [seen[r.name]["seconds"] for r in replicas if r.name in seen]
             trials.append({"to": target, "generation": generation, "pointer_write_seconds": write_seconds,
+                           "mode": "notify" if notify else "poll", "notify_status": acks,
                            "replicas": seen, "max_seconds": max(times) if len(times) == len(replicas) else None,
                            "missing": [r.name for r in replicas if r.name not in seen]})
-            say(f"propagation trial {trial + 1}: " + ", ".join(f"{n} {v['seconds']:.2f}s" for n, v in seen.items())
+            say(f"propagation trial {trial + 1} ({trials[-1]['mode']}): " + ", ".join(f"{n} {v['seconds']:.2f}s" for n, v in seen.items())
                 + f"; max {trials[-1]['max_seconds']}")
             current = target
         return {"replicas": len(replicas), "poll_seconds": args.poll_seconds, "trials": trials,

@@ -19,7 +19,29 @@ def _mib(n) -> str:
     return "–" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
+_VARIANT_NAMES = {"json": "JSON", "binary": "binary", "json_unbatched": "JSON, batching off",
+                  "binary_unbatched": "binary, batching off"}
+
+
 def throughput_table(tp: dict) -> list[str]:
+    if "variants" not in tp:  # a result of the previous benchmark (JSON only)
+        return _throughput_table_v1(tp)
+    variants = tp["variants"]
+    lines = ["| request | clients | raw FAISS req/s | " + " | ".join(f"{_VARIANT_NAMES[v]} req/s (x raw)" for v in variants)
+             + " | raw p50 / p99 ms | JSON p50 / p99 ms | binary p50 / p99 ms | failed |",
+             "|---|---|---|" + "---|" * len(variants) + "---|---|---|---|"]
+    for c in tp["cells"]:
+        r, vs = c["raw"], c["variants"]
+        label = "1 vector" if c["vectors_per_request"] == 1 else f"batch of {c['vectors_per_request']}"
+        cols = [f"{vs[v]['qps']:,.0f} (**{c['ratio_qps'][v]:.2f}x**)" if v in vs else "same path as batching on" for v in variants]
+        failed = sum(vs[v]["failed"] for v in vs)
+        lines.append(f"| {label} | {c['clients']} | {r['qps']:,.0f} | " + " | ".join(cols) +
+                     f" | {r['p50_ms']:.3f} / {r['p99_ms']:.2f} | {vs['json']['p50_ms']:.2f} / {vs['json']['p99_ms']:.2f} | "
+                     f"{vs['binary']['p50_ms']:.2f} / {vs['binary']['p99_ms']:.2f} | {failed} |")
+    return lines
+
+
+def _throughput_table_v1(tp: dict) -> list[str]:
     lines = ["| request | clients | HTTP req/s (vectors/s) | raw FAISS req/s (vectors/s) | QPS HTTP/raw | HTTP p50 / p99 ms | raw p50 / p99 ms | p50 ratio | p99 ratio | failed |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in tp["cells"]:
@@ -29,6 +51,20 @@ def throughput_table(tp: dict) -> list[str]:
             f"| {label} | {c['clients']} | {h['qps']:,.0f} ({h['vectors_per_second']:,.0f}) | {r['qps']:,.0f} ({r['vectors_per_second']:,.0f}) | "
             f"{c['ratio_qps_http_over_raw']:.2f}x | {h['p50_ms']:.2f} / {h['p99_ms']:.2f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} | "
             f"{c['ratio_p50_http_over_raw']:.1f}x | {c['ratio_p99_http_over_raw']:.1f}x | {h['failed']} |")
+    return lines
+
+
+def swap_comparison(sw: dict, base: dict | None) -> list[str]:
+    if not base:
+        return []
+    lines = ["| loader | steady p99 ms | swap-window p99 ms | **p99 swap / steady** | swap-window max ms | failed / requests | mean pointer write -> serving s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, x in (("download + sha256 in a nice-10 child process (new default)", sw),
+                    ("download + sha256 in the serving process (previous, baseline)", base)):
+        serve = [s["write_to_serving_seconds"] for s in x["swaps"]]
+        lines.append(f"| {name} | {_f(x['steady'].get('p99_ms'))} | {_f(x['swap'].get('p99_ms'))} | "
+                     f"**{_f(x['ratio_p99_swap_over_steady'])}x** | {_f(x['swap'].get('max_ms'))} | {x['failed_total']} / "
+                     f"{x['requests_total']:,} | {_f(sum(serve) / len(serve) if serve else None)} |")
     return lines
 
 
@@ -63,11 +99,15 @@ def memory_table(sw: dict) -> list[str]:
 
 def propagation_table(pr: dict) -> list[str]:
     names = sorted({n for t in pr["trials"] for n in t["replicas"]})
-    lines = ["| trial | to version | " + " | ".join(names) + " | max |", "|---|---|" + "---|" * len(names) + "---|"]
+    lines = ["| trial | how replicas learn | to version | " + " | ".join(names) + " | max | max - slowest load |",
+             "|---|---|---|" + "---|" * len(names) + "---|---|"]
     for i, t in enumerate(pr["trials"], 1):
         cells = [f"{t['replicas'][n]['seconds']:.2f} s (load {_f(t['replicas'][n]['load_seconds'])})" if n in t["replicas"] else "not seen"
                  for n in names]
-        lines.append(f"| {i} | `{t['to']}` | " + " | ".join(cells) + f" | **{_f(t['max_seconds'])} s** |")
+        loads = [t["replicas"][n]["load_seconds"] or 0 for n in names if n in t["replicas"]]
+        over = t["max_seconds"] - max(loads) if t["max_seconds"] is not None and loads else None
+        how = {"notify": "POST /v1/refresh", "poll": "poll only"}.get(t.get("mode", "poll"), t.get("mode"))
+        lines.append(f"| {i} | {how} | `{t['to']}` | " + " | ".join(cells) + f" | **{_f(t['max_seconds'])} s** | {_f(over)} s |")
     return lines
 
 
@@ -105,23 +145,36 @@ def markdown(r: dict) -> str:
         "",
         *throughput_table(tp),
         "",
-        "- HTTP: closed-loop aiohttp clients on keep-alive connections, `POST /v1/search` with k=10, bodies JSON-encoded in",
-        f"  advance; {r['cell_seconds']} s per cell after {r['warmup_seconds']} s warm-up, as {r.get('rounds', 1)} interleaved HTTP/raw slices (so",
-        "  background load hits both sides of a ratio alike). Raw: the same index file read by FAISS in the",
+        "- HTTP: closed-loop aiohttp clients on keep-alive connections, `POST /v1/search` with k=10, bodies encoded in",
+        f"  advance; {r['cell_seconds']} s per cell after {r['warmup_seconds']} s warm-up, as {r.get('rounds', 1)} interleaved slices of raw and",
+        "  each HTTP variant (so background load hits every side of a ratio alike). Raw: the same index file read by FAISS in the",
         "  benchmark process with the manifest's search parameters, N Python threads calling `index.search` (FAISS releases the GIL).",
+        "- Variants: **JSON** = `{\"vectors\": [[...]], \"k\": 10}` answered in JSON (the previous benchmark's only column);",
+        "  **binary** = raw little-endian float32 rows (`Content-Type: application/octet-stream`, `?k=10&d=<dim>`) answered",
+        "  as int64 ids + float32 distances (`Accept: application/octet-stream`). Both on the server's default configuration,",
+        "  which batches concurrent single-vector requests (`FAISS_BATCH_MAX=32`, window 0 ms, 2 batches in flight);",
+        "  **batching off** = a second server process with `FAISS_BATCH_MAX=1`, measured in the same slices.",
         f"- The server's answers equal raw FAISS's top-10 on **{tp['same_answers_fraction']:.1%}** of {tp['check_queries']} queries",
         "  (raw positions mapped through the version's ids.npy).",
-        "- The ratio is what HTTP, JSON parsing and validation of every coordinate, the executor hop and the runtime's",
-        "  routing/metrics cost per request. The client runs on the same cores as the server, so it takes part of the CPU.",
+        "- The ratio is what HTTP, parsing and validation, the executor hop and the runtime's routing/metrics cost per",
+        "  request. The client runs on the same cores as the server, so it takes part of the CPU.",
+        *r.get("notes", {}).get("throughput", []),
         "",
         f"## 2. Hot swap: p99 while the pointer moves ({sw['clients']} clients, single-vector requests)",
+        "",
+        *swap_comparison(sw, r.get("hot_swap_baseline")),
+        "",
+        "Detail of the new loader's run:",
         "",
         *swap_tables(sw),
         "",
         f"- A swap window runs from the pointer write until `/v1/status` reports the new stable version, plus {sw['tail_seconds']} s;",
         f"  steady windows are the stretches between swaps ({sw['settle_seconds']} s after each swap window excluded). The",
-        "  replica downloads, checksums, reads and warms the new version in a background thread while it keeps serving the",
-        "  old one, then swaps one reference; the window's latency is the cost of that work sharing the CPU.",
+        "  replica downloads and checksums the new version in a child process at nice 10 (baseline: in a thread of the",
+        "  serving process, as before), then reads (mmap) and warms it in a background thread while it keeps serving the",
+        "  old one, and swaps one reference; the window's latency is the cost of that work sharing the CPU. Both servers",
+        "  ran one after the other against the same moto process, which serves the download from the same 2 cores.",
+        *r.get("notes", {}).get("hot_swap", []),
         f"- Answered by version: {sw['answered_by']}.",
         "",
         f"## 3. Propagation: pointer write -> all {pr['replicas']} replicas serving the new version",
@@ -129,8 +182,11 @@ def markdown(r: dict) -> str:
         *propagation_table(pr),
         "",
         f"- Each replica polls the pointer every **{pr['poll_seconds']} s** (`FAISS_POLL_SECONDS`); the benchmark polls each",
-        f"  replica's `/v1/status` every {pr['status_poll_interval_seconds'] * 1000:.0f} ms from its own thread. Expected time = up to one poll",
-        "  interval + the load (download, sha256, read, warm-up); replicas load at the same time on the same cores.",
+        f"  replica's `/v1/status` every {pr['status_poll_interval_seconds'] * 1000:.0f} ms from its own thread. \"POST /v1/refresh\" trials",
+        "  call each replica's refresh endpoint right after the write, as the operator does (faiss_operator/notify.py);",
+        "  expected time = the load (download, sha256, read, warm-up). \"poll only\" trials: up to one poll interval + the load.",
+        "  Replicas load at the same time on the same cores. \"max - slowest load\" is the time not spent loading.",
+        *r.get("notes", {}).get("propagation", []),
         "",
         "## 4. Server memory during a swap vs the index size on disk",
         "",
@@ -145,7 +201,9 @@ def markdown(r: dict) -> str:
         "",
         f"## 5. Peers at matched recall (recall@10 >= {r['target_recall']}, same {r['n']:,} x {r['dim']} data)",
         "",
-        *peers_table(r["peers"], r["target_recall"]),
+        *(peers_table(r["peers"], r["target_recall"]) if r["peers"] else
+          ["Not rerun in this run (`--peers ''`): the peers do not depend on the serving code; the previous run's",
+           "table (100,000 x 384) is in git history of this file."]),
         "",
         f"- All peers: HNSW with M=32, efConstruction=200, L2, built in a fresh process each; ef swept over {r['efs']};",
         f"  recall@10 on {r['queries']:,} held-out queries vs exact search; single-query QPS over the first {r['single_queries']} queries,",
@@ -231,8 +289,14 @@ def plot(r: dict, path: Path) -> None:
     cells = r["throughput"]["cells"]
     labels = [f"{'1' if x['vectors_per_request'] == 1 else x['vectors_per_request']}v c{x['clients']}" for x in cells]
     xs = range(len(cells))
-    d.bar([i - 0.2 for i in xs], [x["raw"]["vectors_per_second"] for x in cells], width=0.4, label="raw FAISS in process")
-    d.bar([i + 0.2 for i in xs], [x["http"]["vectors_per_second"] for x in cells], width=0.4, label="HTTP faiss-index-server")
+    series = [("raw FAISS in process", lambda x: x["raw"]), ("HTTP JSON", lambda x: x["http"])]
+    if "variants" in r["throughput"]:
+        series += [("HTTP binary", lambda x: x["variants"]["binary"]),
+                   ("HTTP JSON, batching off", lambda x: x["variants"].get("json_unbatched"))]
+    width = 0.8 / len(series)
+    for j, (name, pick) in enumerate(series):
+        d.bar([i - 0.4 + width * (j + 0.5) for i in xs], [(pick(x) or {}).get("vectors_per_second") or 0 for x in cells],
+              width=width, label=name)
     d.set_xticks(list(xs), labels, fontsize=8)
     d.set_yscale("log")
     d.set_ylabel("vectors searched per second (log)")

@@ -19,6 +19,7 @@ from faiss_operator.artifacts import store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
 from faiss_operator.model import Observation, Plan
+from faiss_operator.notify import notify_pointer_written
 from faiss_operator.objects import build_deployment, build_job, build_service
 
 FIELD_MANAGER = "faiss-operator"
@@ -51,6 +52,8 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         key = pointer_key(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         store_for(spec).write_pointer(key, plan.write_pointer, etag=obs.pointer_etag)
         log.info("pointer %s -> %s", key, plan.write_pointer.to_wire())
+        if spec.serving.enabled:
+            notify_pointer_written(obs.namespace, obs.name, spec.serving.port)
     if plan.ensure_serving and spec is not None:
         args = dict(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec)
         dep = build_deployment(**args, config=config)

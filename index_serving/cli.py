@@ -55,5 +55,15 @@ def main(log_level: str, **flags: object) -> None:
         config = ServingConfig.from_env(**flags)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    _fast_event_loop()
     asyncio.run(_run(config))
     sys.exit(0)
+
+
+def _fast_event_loop() -> None:
+    """uvloop (libuv) when installed: a cheaper event loop per request; asyncio's own otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -32,6 +32,16 @@ ENV_SHADOW_QUEUE = "FAISS_SHADOW_QUEUE"
 ENV_MEMORY_HEADROOM = "FAISS_MEMORY_HEADROOM_FACTOR"
 # After SIGTERM: keep answering this long while /readyz fails, so endpoints drop the pod first.
 ENV_DRAIN_SECONDS = "FAISS_DRAIN_SECONDS"
+# The data plane (docs/serving.md): dynamic batching of single-vector requests, and the limits
+# that keep a hostile client from holding sockets or memory.
+ENV_BATCH_MAX = "FAISS_BATCH_MAX"  # most single-vector requests per FAISS call; 1 turns batching off
+ENV_BATCH_WINDOW_MS = "FAISS_BATCH_WINDOW_MS"  # wait this long for more requests before a search (0: never wait)
+ENV_BATCH_INFLIGHT = "FAISS_BATCH_INFLIGHT"  # batches searched at once; requests arriving meanwhile form the next
+ENV_INLINE_SEARCH_MS = "FAISS_INLINE_SEARCH_MS"  # idle + single vector + version's p50 below this: search on the loop
+ENV_HEADER_TIMEOUT = "FAISS_HEADER_TIMEOUT_SECONDS"  # a connection idle or mid-headers this long is closed
+ENV_BODY_TIMEOUT = "FAISS_BODY_TIMEOUT_SECONDS"  # a body not fully received this long after its headers: 408
+ENV_INFLIGHT_BYTES = "FAISS_MAX_INFLIGHT_BYTES"  # request bodies held at once, summed; beyond: 503 before reading
+ENV_FETCH_SUBPROCESS = "FAISS_FETCH_SUBPROCESS"  # download+verify new versions in a low-priority child (FAISS_FETCH_NICE)
 _FALSE = ("0", "false", "no", "off")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -52,6 +62,14 @@ class ServingConfig:
     enabled: bool = True
     shadow_queue_size: int = DEFAULT_CAPACITY
     memory_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
+    batch_max: int = 32
+    batch_window_ms: float = 0.0
+    batch_inflight: int = 2
+    inline_search_ms: float = 1.0
+    header_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 30.0
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    fetch_subprocess: bool = True
 
     @property
     def versions_prefix(self) -> str:
@@ -78,6 +96,14 @@ class ServingConfig:
             "shadow_queue_size": _number(env, ENV_SHADOW_QUEUE, int, DEFAULT_CAPACITY),
             "memory_headroom_factor": _number(env, ENV_MEMORY_HEADROOM, float, DEFAULT_HEADROOM_FACTOR),
             "drain_seconds": _number(env, ENV_DRAIN_SECONDS, float, 5.0),
+            "batch_max": _number(env, ENV_BATCH_MAX, int, 32),
+            "batch_window_ms": _number(env, ENV_BATCH_WINDOW_MS, float, 0.0),
+            "batch_inflight": _number(env, ENV_BATCH_INFLIGHT, int, 2),
+            "inline_search_ms": _number(env, ENV_INLINE_SEARCH_MS, float, 1.0),
+            "header_timeout_seconds": _number(env, ENV_HEADER_TIMEOUT, float, 15.0),
+            "body_timeout_seconds": _number(env, ENV_BODY_TIMEOUT, float, 30.0),
+            "max_inflight_bytes": _number(env, ENV_INFLIGHT_BYTES, int, 64 * 1024 * 1024),
+            "fetch_subprocess": _flag(env, ENV_FETCH_SUBPROCESS, True),
         }
         values.update(given)
         missing = [name for name, var in (("pointer_bucket", ENV_POINTER_BUCKET), ("pointer_key", ENV_POINTER_KEY))
@@ -98,6 +124,15 @@ class ServingConfig:
             raise ConfigError(f"search threads must be >= 1, got {self.search_threads}")
         if self.shadow_queue_size < 1:
             raise ConfigError(f"shadow queue size must be >= 1, got {self.shadow_queue_size}")
+        if self.batch_max < 1 or self.batch_inflight < 1 or not 0 <= self.batch_window_ms <= 100:
+            raise ConfigError(f"batching needs max >= 1, in-flight >= 1 and a window of 0..100 ms, got "
+                              f"{self.batch_max}, {self.batch_inflight}, {self.batch_window_ms}")
+        if not 0 <= self.inline_search_ms <= 10:
+            raise ConfigError(f"inline search threshold must be 0..10 ms (0 turns it off), got {self.inline_search_ms}")
+        if self.header_timeout_seconds <= 0 or self.body_timeout_seconds <= 0:
+            raise ConfigError("header and body timeouts must be positive")
+        if self.max_inflight_bytes < 1024 * 1024:
+            raise ConfigError(f"max in-flight bytes must be at least 1 MiB, got {self.max_inflight_bytes}")
         if self.memory_headroom_factor < 0:
             raise ConfigError(f"memory headroom factor must be >= 0 (0 disables the check), got {self.memory_headroom_factor}")
 

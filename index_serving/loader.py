@@ -8,7 +8,8 @@ The index is memory-mapped when FAISS supports it for the type (flat codes, IVF 
 which lets several versions share RAM with the page cache during a canary. Before a
 version is handed over it answers a few warm-up searches, so the first real queries do
 not pay for page faults and lazy initialisation, and a version whose search crashes is
-rejected before it is ever served.
+rejected before it is ever served. The server downloads and hashes in a child process at
+a lower CPU priority (``fetch.py``) so a swap does not take CPU from the queries.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import numpy as np
 
 from index_serving.errors import VersionRejected
 from indexops_api.constants import MANIFEST_FILE
-from indexops_api.manifest import FileEntry, Manifest
+from indexops_api.manifest import Manifest
 from indexops_api.spec import Metric
-from indexops_store.s3 import ArtifactStore, StorageError, sha256_file
+from index_serving.fetch import FetchFailed, FetchWorker, fetch_verified
+from indexops_store.s3 import ArtifactStore, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -74,32 +76,49 @@ class LoadedVersion:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[list[list[int]], list[list[float]]]:
         """Top-k ids (mapped through ids.npy) and distances; missing results are dropped."""
+        ids, distances = self.search_arrays(queries, k)
+        ids_out: list[list[int]] = []
+        dist_out: list[list[float]] = []
+        for row_ids, row_dist in zip(ids, distances):
+            keep = row_ids >= 0
+            ids_out.append(row_ids[keep].tolist())
+            dist_out.append(row_dist[keep].tolist())
+        return ids_out, dist_out
+
+    def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(nq, k) int64 ids mapped through ids.npy (-1 = no result) and float32 distances."""
         if self.cosine:
             queries = np.array(queries, dtype=np.float32, copy=True)
             faiss.normalize_L2(queries)
         distances, positions = self.index.search(queries, k)
-        ids_out: list[list[int]] = []
-        dist_out: list[list[float]] = []
-        for row_pos, row_dist in zip(positions, distances):
-            keep = row_pos >= 0
-            ids_out.append(self.ids[row_pos[keep]].tolist())
-            dist_out.append(row_dist[keep].tolist())
-        return ids_out, dist_out
+        if self.ids.size == 0:
+            return np.full(positions.shape, -1, dtype=np.int64), distances
+        ids = self.ids.take(positions)  # -1 takes the last id; masked below
+        missing = positions < 0
+        if missing.any():
+            ids[missing] = -1
+        return ids, distances
 
 
 class VersionLoader:
     """Turns a version id into a ``LoadedVersion`` using one store and one cache directory."""
 
-    def __init__(self, store: ArtifactStore, versions_prefix: str, cache_dir: Path):
+    def __init__(self, store: ArtifactStore, versions_prefix: str, cache_dir: Path, subprocess_fetch: bool = False):
         self.store = store
+        # download+verify in a lower-priority child while another version serves (fetch.py)
+        self.worker = FetchWorker(store) if subprocess_fetch else None
         self.versions_prefix = versions_prefix.rstrip("/")
         self.cache_dir = cache_dir
 
     def directory(self, version: str) -> Path:
         return self.cache_dir / version
 
-    def load(self, version: str, admit: Callable[[Manifest], None] | None = None) -> LoadedVersion:
-        """Fetch, verify, load and warm up; ``admit`` may veto (raise) once the manifest is read."""
+    def load(self, version: str, admit: Callable[[Manifest], None] | None = None, low_priority: bool = False) -> LoadedVersion:
+        """Fetch, verify, load and warm up; ``admit`` may veto (raise) once the manifest is read.
+
+        ``low_priority``: something is serving, so download and verify in the low-priority
+        worker (when enabled); the first version loads at full speed, there is nothing to protect.
+        """
         started = time.perf_counter()
         if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
@@ -108,8 +127,7 @@ class VersionLoader:
             admit(manifest)  # before downloading: a refused version costs no transfer
         directory = self.directory(version)
         directory.mkdir(parents=True, exist_ok=True)
-        for entry in manifest.files:
-            self._fetch_verified(version, entry, directory)
+        self._fetch_all(version, manifest, directory, low_priority)
         index, mode = self._read_index(version, directory / manifest.index_file)
         ids = self._read_ids(version, directory / manifest.ids_file)
         self._check_consistent(version, manifest, index, ids)
@@ -143,28 +161,17 @@ class VersionLoader:
                 raise VersionRejected(version, "manifest", f"manifest lists an unsafe file name {name!r}")
         return manifest
 
-    def _fetch_verified(self, version: str, entry: FileEntry, directory: Path) -> None:
-        path = directory / entry.name
-        if path.is_file() and _matches(path, entry):
-            return
-        partial = directory / f".{entry.name}.part"
-        key = f"{self.versions_prefix}/{version}/{entry.name}"
+    def _fetch_all(self, version: str, manifest: Manifest, directory: Path, low_priority: bool) -> None:
+        files = [{"key": f"{self.versions_prefix}/{version}/{e.name}", "name": e.name, "size": e.size, "sha256": e.sha256}
+                 for e in manifest.files]
         try:
-            self.store.download_file(key, partial)
-        except StorageError as exc:
-            partial.unlink(missing_ok=True)
-            raise VersionRejected(version, "download", str(exc)) from exc
-        size = partial.stat().st_size
-        if size != entry.size:
-            partial.unlink(missing_ok=True)
-            raise VersionRejected(version, "checksum", f"{entry.name} has {size} bytes, manifest says {entry.size}")
-        digest = sha256_file(partial)
-        if digest != entry.sha256:
-            partial.unlink(missing_ok=True)
-            raise VersionRejected(
-                version, "checksum", f"{entry.name} sha256 {digest[:16]}... does not match manifest {entry.sha256[:16]}..."
-            )
-        os.replace(partial, path)
+            if self.worker is not None and low_priority:
+                self.worker.fetch(files, directory)
+            else:
+                for f in files:
+                    fetch_verified(self.store, f["key"], f["name"], f["size"], f["sha256"], directory)
+        except FetchFailed as exc:
+            raise VersionRejected(version, exc.reason, str(exc)) from exc
 
     def _read_index(self, version: str, path: Path) -> tuple[faiss.Index, str]:
         last: Exception | None = None
@@ -244,7 +251,3 @@ def search_parameters_of(index: faiss.Index) -> dict[str, int]:
     if isinstance(inner, faiss.IndexIVF):
         found["nprobe"] = int(inner.nprobe)
     return found
-
-
-def _matches(path: Path, entry: FileEntry) -> bool:
-    return path.stat().st_size == entry.size and sha256_file(path) == entry.sha256

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +54,7 @@ from indexops_store.s3 import ArtifactStore, StorageError, make_client
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+MIN_REFRESH_SECONDS = 0.2  # at most 5 pointer reads a second, however often a refresh is requested
 FALLBACK_VERSION = "fallback"
 
 
@@ -79,6 +80,7 @@ class IndexRuntime:
         enabled: bool = True,
         fallback: Fallback | None = None,
         loader: VersionLoader | None = None,
+        subprocess_fetch: bool = False,
         memory: MemoryReader = read_available_memory,
         memory_headroom_factor: float = DEFAULT_HEADROOM_FACTOR,
         shadow_queue_size: int = DEFAULT_CAPACITY,
@@ -89,7 +91,7 @@ class IndexRuntime:
         self.poll_seconds = poll_seconds
         self.metrics = metrics or ServingMetrics()
         prefix = versions_prefix or ServingConfig(store.bucket, pointer_key).versions_prefix
-        self.loader = loader or VersionLoader(store, prefix, cache_dir)
+        self.loader = loader or VersionLoader(store, prefix, cache_dir, subprocess_fetch=subprocess_fetch)
         self.enabled = enabled
         self.fallback = fallback
         self.shadow = ShadowWorker(self.metrics, shadow_queue_size)
@@ -106,7 +108,10 @@ class IndexRuntime:
         self._pointer_missing_logged = False
         self._applied_generation: int | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by request_refresh: read the pointer now, not at the next poll
+        self._last_refresh = float("-inf")
         self._thread: threading.Thread | None = None
+        self._children: dict[str, tuple[Any, Any]] = {}
 
     @classmethod
     def from_config(cls, config: ServingConfig, metrics: ServingMetrics | None = None,
@@ -114,7 +119,8 @@ class IndexRuntime:
         store = ArtifactStore(make_client(config.endpoint, config.region), config.pointer_bucket)
         return cls(store, config.pointer_key, config.cache_dir, versions_prefix=config.versions_prefix,
                    poll_seconds=config.poll_seconds, metrics=metrics, enabled=config.enabled, fallback=fallback,
-                   memory_headroom_factor=config.memory_headroom_factor, shadow_queue_size=config.shadow_queue_size)
+                   memory_headroom_factor=config.memory_headroom_factor, shadow_queue_size=config.shadow_queue_size,
+                   subprocess_fetch=config.fetch_subprocess)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -165,13 +171,75 @@ class IndexRuntime:
     def _search_version(self, snap: Snapshot, target: LoadedVersion, role: str, queries: np.ndarray, k: int,
                         fallback: bool = False) -> SearchResult:
         started = time.perf_counter()
-        ids, distances = target.search(queries, k)
+        ids, distances = target.search_arrays(queries, k)
         seconds = time.perf_counter() - started
-        self.metrics.latency.labels(version=target.version).observe(seconds)
-        self.metrics.queries.labels(version=target.version).inc(queries.shape[0])
-        if snap.window is not None:
-            snap.window.record_request(target.version, seconds=seconds)
+        self._record(snap, target.version, seconds, queries.shape[0], requests=1)
         return SearchResult(target.version, role, ids, distances, fallback)
+
+    def _record(self, snap: Snapshot, version: str, seconds: float, vectors: int, requests: int) -> None:
+        """Per-request metrics through cached label children (a label lookup per request is not free)."""
+        children = self._children.get(version)
+        if children is None:
+            children = self._children[version] = (self.metrics.latency.labels(version=version),
+                                                   self.metrics.queries.labels(version=version))
+        for _ in range(requests):
+            children[0].observe(seconds)
+            if snap.window is not None:
+                snap.window.record_request(version, seconds=seconds)
+        children[1].inc(vectors)
+
+    def search_many(self, requests: Sequence[tuple[np.ndarray, int, str | None]]) -> list[SearchResult | Exception]:
+        """Answer several requests at once: one FAISS call per (version, k) among those routed to stable.
+
+        This is what dynamic batching calls: each request keeps its own routing key, checks,
+        metrics and analysis-window count; requests routed to a candidate (a canary's small
+        share) are answered one by one through ``search``. The answer for request i is
+        ``out[i]``: its ``SearchResult``, or the exception ``search`` would have raised.
+        """
+        snap = self._snapshot
+        out: list[SearchResult | Exception | None] = [None] * len(requests)
+        groups: dict[tuple[int, bool], list[tuple[int, np.ndarray, str]]] = {}
+        for i, (vectors, k, key) in enumerate(requests):
+            if not self.enabled or snap.stable is None:
+                out[i] = _attempt(self.search, vectors, k, key)
+                continue
+            try:
+                queries = _as_queries(vectors, k)
+                routed = request_key(key)
+                target, role, fallback = self._route(snap, routed)
+                if role == "candidate":
+                    out[i] = self.search(vectors, k, key)
+                    continue
+                check_queries(queries, dimension=target.dimension, cosine=target.cosine)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            groups.setdefault((k, fallback), []).append((i, queries, routed))
+        for (k, fallback), members in groups.items():
+            self._search_group(snap, k, fallback, members, out)
+        return out  # type: ignore[return-value]
+
+    def _search_group(self, snap: Snapshot, k: int, fallback: bool, members: list[tuple[int, np.ndarray, str]],
+                      out: list[Any]) -> None:
+        assert snap.stable is not None
+        stacked = members[0][1] if len(members) == 1 else np.concatenate([q for _, q, _ in members])
+        started = time.perf_counter()
+        try:
+            ids, distances = snap.stable.search_arrays(stacked, k)
+        except Exception as exc:
+            for i, queries, _ in members:
+                self._failed(snap, snap.stable, exc, fallback=self.fallback is not None)
+                out[i] = self._use_fallback(queries, k, "error") if self.fallback is not None else exc
+            return
+        seconds = time.perf_counter() - started
+        self._record(snap, snap.stable.version, seconds, stacked.shape[0], requests=len(members))
+        whole = SearchResult(snap.stable.version, "stable", ids, distances, fallback)
+        row = 0
+        for i, queries, routed in members:
+            result = out[i] = whole.rows(row, row + queries.shape[0])
+            row += queries.shape[0]
+            if not fallback and snap.candidate is not None and goes_to_shadow(routed, snap.shadow_percent) and snap.window:
+                self.shadow.submit(ShadowJob(snap.window, snap.candidate, queries.copy(), k, result.ids))
 
     def _failed(self, snap: Snapshot, target: LoadedVersion, exc: Exception, *, fallback: bool) -> None:
         self.metrics.search_errors.labels(version=target.version).inc()
@@ -184,7 +252,8 @@ class IndexRuntime:
         assert self.fallback is not None
         ids, distances = self.fallback(queries, k)
         self.metrics.fallback_searches.labels(reason=reason).inc()
-        return SearchResult(FALLBACK_VERSION, "fallback", [list(r) for r in ids], [list(r) for r in distances], True)
+        return SearchResult(FALLBACK_VERSION, "fallback", np.asarray(ids, dtype=np.int64).reshape(len(queries), -1),
+                            np.asarray(distances, dtype=np.float32).reshape(len(queries), -1), True)
 
     def _route(self, snap: Snapshot, key: str) -> tuple[LoadedVersion, str, bool]:
         assert snap.stable is not None
@@ -259,7 +328,8 @@ class IndexRuntime:
 
     def _load(self, version: str, others: int) -> LoadedVersion | None:
         try:
-            loaded = self.loader.load(version, admit=self._admit if others else None)
+            # Something already serves: fetch at low priority (the first version loads at full speed).
+            loaded = self.loader.load(version, admit=self._admit if others else None, low_priority=others > 0)
         except VersionRejected as exc:
             self._record_failure(version, exc.reason, str(exc))
             return None
@@ -312,24 +382,47 @@ class IndexRuntime:
         self.shadow.open()
         if self._thread is not None or not self.enabled:
             return
+        worker = getattr(self.loader, "worker", None)
+        if worker is not None:
+            worker.start()  # import boto3 in the child now, at low priority, not when a swap needs it
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, name="faiss-pointer-poller", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         self.shadow.close(timeout)
+        worker = getattr(self.loader, "worker", None)
+        if worker is not None:
+            worker.close()
+
+    def request_refresh(self) -> None:
+        """Read the pointer now instead of at the next poll (the operator calls this after a write).
+
+        Cheap and safe to call from any thread, any number of times: requests coalesce into
+        one wake-up of the poller, and the poller reads the pointer at most once per
+        ``MIN_REFRESH_SECONDS`` however often it is woken, so a flood of calls costs at most a
+        few pointer reads a second.
+        """
+        self._wake.set()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
+            wait = self._last_refresh + MIN_REFRESH_SECONDS - self._clock()
+            if wait > 0:  # woken again too soon: the bounded rate of pointer reads
+                self._stop.wait(wait)
+                continue
+            self._wake.clear()
+            self._last_refresh = self._clock()
             try:
                 self.refresh()
             except Exception:  # a bug must not kill the poller and freeze the served version
                 log.exception("pointer refresh failed unexpectedly")
-            self._stop.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds)
 
     def status(self) -> dict[str, Any]:
         snap, now = self._snapshot, self._clock()
@@ -355,6 +448,13 @@ class IndexRuntime:
             "memory": self._last_memory.to_wire() if self._last_memory is not None else None,
             "fallbackConfigured": self.fallback is not None,
         }
+
+
+def _attempt(search: Callable[..., SearchResult], *args: Any) -> SearchResult | Exception:
+    try:
+        return search(*args)
+    except Exception as exc:
+        return exc
 
 
 def _as_queries(vectors: Any, k: int) -> np.ndarray:

@@ -8,7 +8,10 @@ with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 from index_serving.analysis import AnalysisWindow
 from index_serving.loader import LoadedVersion
@@ -43,11 +46,38 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """One answer, kept as the arrays FAISS returned (the HTTP server encodes them as they are).
+
+    ``id_matrix`` is (nq, k) int64 with -1 where the index had fewer than k results;
+    ``ids`` / ``distances`` are the list view without those holes (built on first use).
+    """
+
     version: str
     role: str  # "stable" | "candidate" | "fallback" (the embedder's fallback callable answered)
-    ids: list[list[int]]
-    distances: list[list[float]]
+    id_matrix: np.ndarray
+    distance_matrix: np.ndarray
     fallback: bool  # not answered by the version the key routes to (candidate not loaded or failed, or no index)
+
+    @cached_property
+    def complete(self) -> bool:
+        """Every row has k results (no -1 holes)."""
+        return bool((self.id_matrix >= 0).all())
+
+    @cached_property
+    def ids(self) -> list[list[int]]:
+        if self.complete:
+            return self.id_matrix.tolist()
+        return [row[row >= 0].tolist() for row in self.id_matrix]
+
+    @cached_property
+    def distances(self) -> list[list[float]]:
+        if self.complete:
+            return self.distance_matrix.tolist()
+        return [d[row >= 0].tolist() for row, d in zip(self.id_matrix, self.distance_matrix)]
+
+    def rows(self, start: int, stop: int) -> "SearchResult":
+        """The answer to rows ``start:stop`` (a request that shared one FAISS call with others)."""
+        return SearchResult(self.version, self.role, self.id_matrix[start:stop], self.distance_matrix[start:stop], self.fallback)
 
 
 def describe(lv: LoadedVersion, role: str) -> dict[str, Any]:

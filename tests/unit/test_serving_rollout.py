@@ -26,7 +26,7 @@ POINTER = "p/ns/idx/6h/pointer.json"
 
 
 class FailingVersion(LoadedVersion):
-    def search(self, queries: np.ndarray, k: int) -> tuple[list[list[int]], list[list[float]]]:
+    def search_arrays(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise RuntimeError("faiss exploded")
 
 
@@ -40,8 +40,8 @@ class BreakingLoader:
     def __init__(self, inner: VersionLoader, broken: set[str]):
         self.inner, self.broken = inner, broken
 
-    def load(self, version: str, admit: Any = None) -> LoadedVersion:
-        loaded = self.inner.load(version, admit)
+    def load(self, version: str, admit: Any = None, **options: Any) -> LoadedVersion:
+        loaded = self.inner.load(version, admit, **options)
         return failing(loaded) if version in self.broken else loaded
 
     def __getattr__(self, name: str) -> Any:
