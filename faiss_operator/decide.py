@@ -130,13 +130,15 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
             message = obs.manifest_error or "Job succeeded but wrote no manifest"
         failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.MANIFEST_INVALID.value, "message": message})
         return _finished(status, failed, failed_now=True), [Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")]
-    succeeded = last.model_copy(update={**done, "result": BuildResult.SUCCEEDED, "reason": None, "message": None})
     m = obs.manifest
+    succeeded = last.model_copy(update={**done, "result": BuildResult.SUCCEEDED, "reason": None, "message": None,
+                                        "warnings": m.warnings[:20]})
     message = (
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
         f"p99={m.measurements.latency_p99_ms:.2f}ms, built in {m.timings.total_seconds:.1f}s"
     )
-    return _finished(status, succeeded, failed_now=False), [Event("Normal", EventReason.BUILD_SUCCEEDED, message)]
+    warned = [Event("Warning", EventReason.BUILD_WARNING, f"version {m.version}: {w}") for w in m.warnings[:20]]
+    return _finished(status, succeeded, failed_now=False), [Event("Normal", EventReason.BUILD_SUCCEEDED, message), *warned]
 
 
 def _finished(status: FaissIndexStatus, last: LastBuild, failed_now: bool) -> FaissIndexStatus:

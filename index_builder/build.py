@@ -7,6 +7,10 @@ exact construction and a person can rebuild it by hand. The index stores positio
 way (no IndexIDMap wrappers) and serving maps positions to ids with one array lookup.
 Positions follow the add order of ``index_builder.holdout``: the rows kept for building
 first, the validation rows (added after measuring) last.
+Re-ranking stages (``...,Refine(SQ8)``, ``...,RFlat``) and ``OPQ..,HNSW.._PQ..`` are put
+together here rather than by ``index_factory``: FAISS 1.15's factory builds ``HNSW_PQ`` with
+the L2 metric whatever metric it is given (and then refuses an inner-product refine stage),
+so those pieces are constructed with the metric the spec asks for.
 Cosine is implemented the standard FAISS way: L2-normalise vectors (and, at search time,
 queries) and use inner product.
 
@@ -39,6 +43,8 @@ BATCH_BYTES = 64 * 1024 * 1024
 # 256 points per centroid itself); IVF factories get 256 per list on top.
 FACTORY_TRAIN_ROWS = 256 * 256
 _FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: (Error: )?", re.DOTALL)
+_REFINE = re.compile(r"^(?P<base>.+),(?:(?P<flat>RFlat)|Refine\((?P<inner>[^()]+)\))$")
+_OPQ_HNSW_PQ = re.compile(r"^OPQ(?P<m>\d+)_(?P<d>\d+),HNSW(?P<links>\d+)_PQ(?P<pq>\d+)x(?P<bits>\d+)$")
 
 
 def faiss_metric(metric: Metric) -> int:
@@ -57,9 +63,24 @@ def factory_string(index_type: IndexType, resolved: ResolvedParameters, dimensio
 def validate_factory(factory: str, dimension: int, metric: Metric) -> faiss.Index:
     """Construct (empty) the index ``factory`` describes, or raise ``FactoryInvalid`` with FAISS's reason."""
     try:
-        return faiss.index_factory(dimension, factory, faiss_metric(metric))
+        return construct(factory, dimension, faiss_metric(metric))
     except RuntimeError as exc:
         raise FactoryInvalid(f"factory {factory!r} for dimension {dimension}: {faiss_message(exc)}") from exc
+
+
+def construct(factory: str, dimension: int, metric: int) -> faiss.Index:
+    """``index_factory`` with the spec's metric honoured by every part, refine stages included."""
+    refine = _REFINE.match(factory)
+    if refine is not None:
+        base = construct(refine["base"], dimension, metric)
+        if refine["flat"]:
+            return faiss.IndexRefineFlat(base)
+        return faiss.IndexRefine(base, faiss.index_factory(dimension, refine["inner"], metric))
+    opq = _OPQ_HNSW_PQ.match(factory)
+    if opq is not None and metric != faiss.METRIC_L2 and int(opq["d"]) == dimension:
+        graph = faiss.IndexHNSWPQ(dimension, int(opq["pq"]), int(opq["links"]), int(opq["bits"]), metric)
+        return faiss.IndexPreTransform(faiss.OPQMatrix(dimension, int(opq["m"])), graph)
+    return faiss.index_factory(dimension, factory, metric)
 
 
 def new_index(
@@ -89,6 +110,8 @@ def parts(index: faiss.Index) -> list[faiss.Index]:
         found.append(part)
         if isinstance(part, faiss.IndexPreTransform):
             stack.append(part.index)
+        if isinstance(part, faiss.IndexRefine):
+            stack += [part.base_index, part.refine_index]
         storage = getattr(part, "storage", None)
         if storage is not None and hasattr(part, "hnsw"):
             stack.append(storage)
@@ -99,9 +122,12 @@ def parts(index: faiss.Index) -> list[faiss.Index]:
 
 
 def search_knobs(index: faiss.Index) -> dict[str, int]:
-    """The search-time parameters ``index`` has, with their current values (efSearch, nprobe, nlist)."""
+    """The search-time parameters ``index`` has, with their current values (efSearch, nprobe, nlist, k_factor_rf)."""
     knobs: dict[str, int] = {}
     top = faiss.downcast_index(index)
+    if isinstance(top, faiss.IndexRefine):
+        knobs[params.K_FACTOR] = int(top.k_factor)
+        top = faiss.downcast_index(top.base_index)
     inner = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexPreTransform) else top
     if hasattr(inner, "hnsw"):
         knobs["efSearch"] = int(inner.hnsw.efSearch)
@@ -119,6 +145,8 @@ def factory_search_parameters(index: faiss.Index, user: IndexParameters) -> dict
     if "nprobe" in knobs:
         nlist = knobs["nlist"]
         search["nprobe"] = min(user.nprobe, nlist) if user.nprobe is not None else params.default_nprobe(nlist)
+    if params.K_FACTOR in knobs:
+        search[params.K_FACTOR] = user.k_factor if user.k_factor is not None else params.K_FACTOR_DEFAULT
     return search
 
 

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
-from index_builder import checks
+from index_builder import checks, confidence
 from index_builder.build import apply_search_parameters, batch_rows, faiss_metric, kept_batches, prepare
 from indexops_api.manifest import CheckResult
 from indexops_api.spec import Metric
@@ -60,6 +60,7 @@ class Measured:
     latency_p99_ms: float
     batch_latency_ms_per_query: float = 0.0
     checks: list[CheckResult] = field(default_factory=list)
+    recall_lower_bound: float | None = None  # index_builder.confidence: bootstrap over the queries
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
@@ -119,7 +120,8 @@ def measure(index: faiss.Index, queries: HeldOut, *, metric: Metric, search: dic
     k = min(k, queries.k)
     apply_search_parameters(index, search)
     distances, approx = index.search(queries.vectors, k)
-    recall = recall_at_k(approx, queries.exact, k)
+    per_query = confidence.per_query_recall(approx, queries.exact, k)
+    recall = float(per_query.mean())
     p50, p95, p99 = latency_percentiles(single_query_seconds(index, queries.vectors, k))
     functional = [
         checks.check_results_have_k(approx, k),
@@ -127,7 +129,7 @@ def measure(index: faiss.Index, queries: HeldOut, *, metric: Metric, search: dic
         checks.check_distances_monotonic(distances, approx, metric),
     ]
     return Measured(recall, k, queries.rows, int(index.ntotal), p50, p95, p99,
-                    batch_ms_per_query(index, queries.vectors, k), functional)
+                    batch_ms_per_query(index, queries.vectors, k), functional, confidence.lower_bound(per_query))
 
 
 def structural_checks(

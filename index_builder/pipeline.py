@@ -17,7 +17,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index_builder import __version__, build, checks, holdout, measure, params, preflight, publish, source, tuning
+from index_builder import (__version__, build, checks, confidence, faiss_stderr, holdout, measure, memory, params, preflight,
+                           publish, sanity, source, tuning)
 from index_builder.errors import BuildError, BuildFailure
 from index_builder.logs import StageTimer
 from indexops_api.build_request import BuildRequest
@@ -90,9 +91,15 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                                         keep=build.min_rows_to_train(index, plan.index_type, plan.resolved))
             kept = n - len(held)
             log.info("validation rows held out", extra={"heldOut": len(held), "indexedWhileMeasured": kept})
-            with timer.stage("train"):
-                build.train(index, matrix, spec.metric, build.training_rows_for(index, plan.index_type, plan.resolved, kept),
-                            seed, plan.factory, held)
+            with timer.stage("train"), faiss_stderr.captured() as faiss_warnings:
+                trained_on = build.train(index, matrix, spec.metric,
+                                         build.training_rows_for(index, plan.index_type, plan.resolved, kept),
+                                         seed, plan.factory, held)
+            warnings = sanity.merge(sanity.check(plan.index_type, plan.resolved, spec.parameters, kept=kept,
+                                                 training_rows=trained_on or kept, k=spec.validation.k),
+                                    faiss_warnings)
+            for warning in warnings:
+                log.warning("build warning", extra={"warning": warning})
             with timer.stage("add", rows=kept):
                 build.add_kept(index, matrix, spec.metric, held)
             search = (plan.resolved.search if plan.index_type is not None
@@ -114,6 +121,7 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
             results = measure.structural_checks(index, measured, vectors=n, dimension=spec.dimension,
                                                 ids=positions_ids, files=paths)
             results += measured.checks
+            accounted = memory.breakdown(index, ids=len(positions_ids))
             log.info("checks", extra={"failed": [c.name for c in results if not c.passed], "ran": len(results)})
         except BuildFailure:
             raise
@@ -139,7 +147,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                     latency_p50_ms=measured.latency_p50_ms, latency_p95_ms=measured.latency_p95_ms,
                     latency_p99_ms=measured.latency_p99_ms,
                     batch_latency_ms_per_query=measured.batch_latency_ms_per_query,
-                    memory_bytes=paths[0].stat().st_size,  # serialized size == in-memory size for these types
+                    memory_bytes=accounted.total,  # FAISS's arrays + ids, not the file size
+                    recall_lower_bound=measured.recall_lower_bound, recall_confidence=confidence.CONFIDENCE,
                 ),
                 timings=Timings(
                     load_seconds=timer.get("load"), train_seconds=timer.get("train"), add_seconds=timer.get("add"),
@@ -148,7 +157,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 faiss_version=faiss.__version__,
                 builder_version=__version__,
             ).model_copy(update={"factory": plan.factory, "checks": results, "auto": plan.auto, "tuning": tuned,
-                                 "memory_estimate_bytes": plan.estimate.total})
+                                 "memory_estimate_bytes": plan.estimate.total, "memory": accounted,
+                                 "warnings": warnings})
             written = publish.commit(store, prefix, manifest)
     log.info("build finished", extra={"manifest": manifest_uri, "seconds": timer.total(), "written": written})
     return Outcome(manifest, not written, manifest_uri)

@@ -140,7 +140,8 @@ def estimate_typed(
     index_type: IndexType, resolved: ResolvedParameters, *, n: int, dimension: int, queries: int, k: int
 ) -> Estimate:
     return estimate(
-        index=index_bytes(index_type, resolved.build, n, dimension),
+        index=index_bytes(index_type, resolved.build, n, dimension)
+        + n * params.refine_bytes_per_vector(resolved.refine, dimension),
         training_rows=params.training_rows(index_type, resolved, n),
         n=n, dimension=dimension, queries=queries, k=k,
     )

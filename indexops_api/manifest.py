@@ -43,7 +43,29 @@ class Measurements(ApiModel):
     latency_p95_ms: Annotated[float, Field(ge=0.0)]
     latency_p99_ms: Annotated[float, Field(ge=0.0)]
     batch_latency_ms_per_query: Annotated[float | None, Field(default=None, ge=0.0)] = None
-    memory_bytes: Annotated[int | None, Field(default=None, ge=0, description="Resident size of the loaded index.")] = None
+    memory_bytes: Annotated[
+        int | None,
+        Field(default=None, ge=0, description="Serving memory of the loaded version: FAISS's own accounting of the "
+              "index's arrays plus the ids array (see ``memory``), not the file size."),
+    ] = None
+    recall_lower_bound: Annotated[
+        float | None,
+        Field(default=None, ge=0.0, le=1.0, description="One-sided lower confidence bound on recall_at_k "
+              "(bootstrap over the held-out queries) at recall_confidence."),
+    ] = None
+    recall_confidence: Annotated[float | None, Field(default=None, gt=0.0, lt=1.0)] = None
+
+
+class MemoryBreakdown(ApiModel):
+    """Where a loaded version's bytes go (FAISS's own arrays, counted after the build)."""
+
+    codes: Annotated[int, Field(ge=0, description="Vectors or their codes as the index searches them (flat, PQ, SQ).")] = 0
+    graph: Annotated[int, Field(ge=0, description="HNSW links, offsets and levels.")] = 0
+    refine: Annotated[int, Field(ge=0, description="Re-ranking codes or vectors (IndexRefine).")] = 0
+    ids: Annotated[int, Field(ge=0, description="IVF list ids plus the ids.npy array serving maps positions with.")] = 0
+    other: Annotated[int, Field(ge=0, description="Centroids, codebooks, rotations, scalar-quantizer ranges.")] = 0
+    total: Annotated[int, Field(ge=0)] = 0
+    bytes_per_vector: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class CheckResult(ApiModel):
@@ -66,6 +88,7 @@ class TuningPoint(ApiModel):
     parameters: dict[str, int]
     recall: float
     latency_p99_ms: float
+    recall_lower_bound: float | None = None
 
 
 class TuningResult(ApiModel):
@@ -74,6 +97,9 @@ class TuningResult(ApiModel):
     reached: bool
     chosen: dict[str, int]
     sweep: list[TuningPoint]
+    # "recallLowerBound": the chosen point's lower confidence bound reaches the target, not only its mean
+    criterion: str = "recall"
+    confidence: float | None = None
 
 
 class Timings(ApiModel):
@@ -112,3 +138,9 @@ class Manifest(ApiModel):
     auto: AutoChoice | None = None
     tuning: TuningResult | None = None
     memory_estimate_bytes: Annotated[int | None, Field(default=None, ge=0)] = None
+    memory: MemoryBreakdown | None = None
+    warnings: Annotated[
+        list[str],
+        Field(max_length=50, description="Parameter sanity and FAISS warnings the build saw (e.g. nlist too "
+              "large for the training rows); the version may still pass its gates."),
+    ] = []

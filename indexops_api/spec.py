@@ -59,6 +59,14 @@ class IndexType(str, Enum):
     AUTO = "Auto"
 
 
+class Refine(str, Enum):
+    """Re-ranking of a compressed index's shortlist (FAISS IndexRefine): none, 8-bit scalar codes, or exact vectors."""
+
+    NONE = "None"
+    SQ8 = "SQ8"
+    FLAT = "Flat"
+
+
 SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
@@ -218,6 +226,16 @@ class IndexParameters(ApiModel):
         int | None, Field(default=None, ge=4, le=16, description="IVFPQ, OPQ+HNSW: bits per PQ sub-quantizer code.")
     ] = None
     m_hnsw: Annotated[int | None, Field(default=None, ge=4, le=128, description="OPQ+HNSW: HNSW neighbours per node.")] = None
+    refine: Annotated[
+        Refine | None,
+        Field(default=None, description="IVFPQ, OPQ+HNSW: re-rank a shortlist of k*kFactor candidates with SQ8 codes "
+              "(default, +d bytes/vector) or exact vectors (Flat, +4d bytes/vector); None keeps PQ distances only."),
+    ] = None
+    k_factor: Annotated[
+        int | None,
+        Field(default=None, ge=1, le=256, description="Re-rank depth: the compressed index returns k*kFactor candidates "
+              "to re-rank (default 8; tuned with spec.tuning)."),
+    ] = None
 
 
 class Validation(ApiModel):

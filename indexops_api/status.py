@@ -77,6 +77,7 @@ class EventReason(str, Enum):
     ARTIFACTS_RETAINED = "ArtifactsRetained"
     ROLLED_BACK = "RolledBack"
     STEP_ADVANCED = "StepAdvanced"
+    BUILD_WARNING = "BuildWarning"
 
 
 class Trigger(str, Enum):
@@ -118,6 +119,9 @@ class LastBuild(ApiModel):
     message: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    warnings: Annotated[
+        list[str], Field(max_length=20, description="Warnings the builder recorded in the manifest (parameter sanity, FAISS).")
+    ] = []
 
 
 class StepAnalysis(ApiModel):
@@ -149,6 +153,9 @@ class FaissIndexStatus(ApiModel):
     last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout.")] = None
     rollout_percent: Annotated[int | None, Field(description="Share of queries the candidate receives (100 without a candidate).")] = None
     recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version.")] = None
+    recall_lower_bound: Annotated[
+        float | None, Field(description="95% lower confidence bound on that recall (bootstrap over the held-out queries).")
+    ] = None
     p99_latency_ms: Annotated[float | None, Field(description="Single-query p99 latency the builder measured for the serving version.")] = None
     vectors: Annotated[int | None, Field(description="Vectors in the serving version.")] = None
     size_bytes: Annotated[int | None, Field(description="Size of the serving version's files.")] = None

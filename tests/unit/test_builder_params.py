@@ -16,7 +16,7 @@ from index_builder.params import (
     train_sample_size,
     training_rows,
 )
-from indexops_api.spec import IndexParameters, IndexType
+from indexops_api.spec import IndexParameters, IndexType, Refine
 
 
 def test_flat_has_no_build_or_search_parameters() -> None:
@@ -85,10 +85,22 @@ def test_ivfpq_subquantizers_default_to_the_largest_divisor_keeping_two_dims_eac
     assert default_ivfpq_subquantizers(dimension) == nsq
 
 
-def test_ivfpq_defaults_take_nlist_and_nprobe_from_ivf_and_8_bit_codes() -> None:
+def test_ivfpq_defaults_take_nlist_and_nprobe_from_ivf_8_bit_codes_and_sq8_re_ranking() -> None:
     resolved = resolve(IndexType.IVFPQ, IndexParameters(), 100_000, 64)
     assert resolved.build == {"nlist": 1265, "nSubquantizers": 32, "mPq": 8}
-    assert resolved.search == {"nprobe": 70}
+    assert resolved.search == {"nprobe": 70, "k_factor_rf": 8}
+    assert resolved.refine is Refine.SQ8
+
+
+def test_refine_none_keeps_the_plain_pq_index_without_a_re_rank_depth() -> None:
+    resolved = resolve(IndexType.IVFPQ, IndexParameters(refine=Refine.NONE, k_factor=4), 100_000, 64)
+    assert resolved.search == {"nprobe": 70} and resolved.refine is Refine.NONE
+
+
+def test_types_with_full_vectors_never_re_rank() -> None:
+    for index_type in (IndexType.HNSW, IndexType.IVF, IndexType.FLAT):
+        resolved = resolve(index_type, IndexParameters(refine=Refine.FLAT, k_factor=4), 10_000, 64)
+        assert resolved.refine is Refine.NONE and "k_factor_rf" not in resolved.search
 
 
 @pytest.mark.parametrize(("dimension", "nsq"), [(64, 32), (32, 32), (16, 16), (48, 24), (40, 40), (96, 32), (30, 30), (60, 30)])
@@ -99,12 +111,14 @@ def test_opq_hnsw_subquantizers_default_to_32_or_the_nearest_divisor(dimension: 
 def test_opq_hnsw_defaults_are_the_migration_guide_values() -> None:
     resolved = resolve(IndexType.OPQ_HNSW, IndexParameters(), 10_000, 64)
     assert resolved.build == {"nSubquantizers": 32, "mPq": 8, "mHnsw": 16, "efConstruction": 200}
-    assert resolved.search == {"efSearch": 64}
+    assert resolved.search == {"efSearch": 64, "k_factor_rf": 8}
 
 
 def test_user_pq_parameters_override_the_defaults() -> None:
-    resolved = resolve(IndexType.IVFPQ, IndexParameters(nlist=32, nprobe=4, n_subquantizers=4, m_pq=6), 5_000, 64)
-    assert resolved.build == {"nlist": 32, "nSubquantizers": 4, "mPq": 6} and resolved.search == {"nprobe": 4}
+    resolved = resolve(IndexType.IVFPQ, IndexParameters(nlist=32, nprobe=4, n_subquantizers=4, m_pq=6, k_factor=3,
+                                                        refine=Refine.FLAT), 5_000, 64)
+    assert resolved.build == {"nlist": 32, "nSubquantizers": 4, "mPq": 6}
+    assert resolved.search == {"nprobe": 4, "k_factor_rf": 3} and resolved.refine is Refine.FLAT
 
 
 @pytest.mark.parametrize(
@@ -113,9 +127,11 @@ def test_user_pq_parameters_override_the_defaults() -> None:
         (IndexType.FLAT, IndexParameters(), "Flat"),
         (IndexType.HNSW, IndexParameters(m=16), "HNSW16,Flat"),
         (IndexType.IVF, IndexParameters(nlist=64), "IVF64,Flat"),
-        (IndexType.IVFPQ, IndexParameters(nlist=64), "IVF64,PQ16x8"),
-        (IndexType.OPQ_HNSW, IndexParameters(), "OPQ32_32,HNSW16_PQ32x8"),
-        (IndexType.OPQ_HNSW, IndexParameters(n_subquantizers=8, m_pq=4, m_hnsw=24), "OPQ8_32,HNSW24_PQ8x4"),
+        (IndexType.IVFPQ, IndexParameters(nlist=64), "IVF64,PQ16x8,Refine(SQ8)"),
+        (IndexType.IVFPQ, IndexParameters(nlist=64, refine=Refine.NONE), "IVF64,PQ16x8"),
+        (IndexType.OPQ_HNSW, IndexParameters(), "OPQ32_32,HNSW16_PQ32x8,Refine(SQ8)"),
+        (IndexType.OPQ_HNSW, IndexParameters(n_subquantizers=8, m_pq=4, m_hnsw=24, refine=Refine.FLAT),
+         "OPQ8_32,HNSW24_PQ8x4,RFlat"),
     ],
 )
 def test_each_type_has_a_faiss_factory_string(index_type: IndexType, parameters: IndexParameters, factory: str) -> None:
