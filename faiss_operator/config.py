@@ -42,7 +42,7 @@ class OperatorConfig:
     poll_seconds_while_building: float = 10.0
     port: int = 8080
     bind_host: str = "0.0.0.0"
-    namespace: str | None = None  # None: all namespaces
+    namespaces: tuple[str, ...] = ()  # (): all namespaces; else exactly these (the chart's RBAC is Roles there)
     # Leader election (faiss_operator/leader.py): only the Lease holder reconciles.
     leader_election: bool = True
     lease_name: str = "faiss-operator"
@@ -73,7 +73,7 @@ class OperatorConfig:
             poll_seconds_while_building=float(e.get("FAISS_OPERATOR_BUILD_POLL_SECONDS", cls.poll_seconds_while_building)),
             port=int(e.get("FAISS_OPERATOR_PORT", cls.port)),
             bind_host=e.get("POD_IP") or cls.bind_host,
-            namespace=e.get("FAISS_OPERATOR_NAMESPACE") or None,
+            namespaces=watched_namespaces(e.get("FAISS_OPERATOR_NAMESPACES"), e.get("FAISS_OPERATOR_NAMESPACE")),
             leader_election=_flag(e.get("FAISS_OPERATOR_LEADER_ELECTION"), cls.leader_election),
             lease_name=e.get("FAISS_OPERATOR_LEASE_NAME") or cls.lease_name,
             lease_namespace=e.get("POD_NAMESPACE") or cls.lease_namespace,
@@ -86,6 +86,16 @@ class OperatorConfig:
             s3_limits=_limits(e),
             credentials_dir=Path(e.get("FAISS_OPERATOR_S3_CREDENTIALS_DIR") or cls.credentials_dir),
         )
+
+
+def watched_namespaces(*values: str | None) -> tuple[str, ...]:
+    """Comma- or space-separated namespace lists, merged in order without duplicates."""
+    names: list[str] = []
+    for value in values:
+        for name in (value or "").replace(",", " ").split():
+            if name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 def _default_endpoint(e: dict[str, str]) -> str | None:
