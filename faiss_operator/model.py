@@ -34,6 +34,7 @@ class ServingObservation:
     exists: bool
     desired_replicas: int = 0
     ready_replicas: int = 0
+    uid: str = ""  # only pods of this Deployment's ReplicaSets report (replicas.py)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ def observe_serving(namespace: str, index: str) -> ServingObservation:
         exists=True,
         desired_replicas=dep.spec.replicas or 0,
         ready_replicas=(dep.status.ready_replicas or 0) if dep.status else 0,
+        uid=dep.metadata.uid or "",
     )
 
 
@@ -149,7 +150,7 @@ def observe(body: dict[str, Any], now: datetime | None = None, config: OperatorC
     jobs = observe_jobs(namespace, name, last.job if last else None)
     serving = observe_serving(namespace, name) if spec.serving.enabled else None
     if serving is not None and serving.exists and status.current_version:
-        fields_replicas = {"replicas": observe_replicas(namespace, name, spec.serving.port)}
+        fields_replicas = {"replicas": observe_replicas(namespace, name, spec.serving.port, serving.uid)}
     else:
         fields_replicas = {}
     annotations = meta.get("annotations") or {}

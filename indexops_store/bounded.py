@@ -108,13 +108,20 @@ def _request_body(body: Any) -> bytes | None:
     return b"".join(body)
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
 class _Exchange:
     """One request on its own connection, with a watchdog that kills the socket at the deadline."""
 
-    def __init__(self, limits: Limits, method: str, url: str):
-        self.limits, self.method, self.url = limits, method, url
+    def __init__(self, method: str, url: str, *, max_bytes: int, seconds: float, connect_seconds: float):
+        self.method, self.url, self.max_bytes, self.connect_seconds = method, url, max_bytes, connect_seconds
         now = time.monotonic()
-        deadline = now + limits.call_seconds
+        deadline = now + seconds
         outer = getattr(_local, "deadline", None)
         self.deadline = deadline if outer is None else min(deadline, outer)
         self.seconds = max(0.0, self.deadline - now)
@@ -133,14 +140,14 @@ class _Exchange:
     def _too_slow(self) -> StorageUnavailable:
         return StorageUnavailable(f"{_where(self.method, self.url)}: no complete answer within {self.seconds:.1f}s; gave up")
 
-    def send(self, headers: dict[str, str], body: bytes | None) -> AWSResponse:
+    def send(self, headers: dict[str, str], body: bytes | None) -> Answer:
         if self.seconds <= 0:
             raise self._too_slow()
         parts = urlsplit(self.url)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        timeout = min(self.limits.connect_seconds, self.seconds)
+        timeout = min(self.connect_seconds, self.seconds)
         if parts.scheme == "https":
             self.conn = HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=_ssl_context())
         else:
@@ -154,10 +161,9 @@ class _Exchange:
             self.conn.request(self.method, target, body=body, headers=headers)
             resp = self.conn.getresponse()
             declared = resp.getheader("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > self.limits.max_response_bytes:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                 raise self._too_large(f"Content-Length {declared}")
-            data = self._read(resp)
-            return AWSResponse(self.url, resp.status, dict(resp.getheaders()), _Body(data))
+            return Answer(resp.status, dict(resp.getheaders()), self._read(resp))
         except StorageError:
             raise
         except (OSError, HTTPException, ValueError) as exc:
@@ -171,27 +177,38 @@ class _Exchange:
     def _read(self, resp: Any) -> bytes:
         if self.method == "HEAD":
             return b""
-        cap = self.limits.max_response_bytes
         chunks: list[bytes] = []
         size = 0
         while True:
             if time.monotonic() >= self.deadline:
                 raise self._too_slow()
-            chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
+            chunk = resp.read1(_CHUNK)
             if not chunk:
                 if self.expired.is_set():
                     raise self._too_slow()
                 return b"".join(chunks)
             size += len(chunk)
-            if size > cap:
-                raise self._too_large(f"more than {cap} bytes read")
+            if size > self.max_bytes:
+                raise self._too_large(f"more than {self.max_bytes} bytes read")
             chunks.append(chunk)
 
     def _too_large(self, seen: str) -> StorageTooLarge:
         return StorageTooLarge(
-            f"{_where(self.method, self.url)}: the answer is larger than the {self.limits.max_response_bytes}-byte cap "
+            f"{_where(self.method, self.url)}: the answer is larger than the {self.max_bytes}-byte cap "
             f"({seen}); refusing to read it"
         )
+
+
+def fetch(
+    method: str, url: str, *, max_bytes: int, seconds: float, connect_seconds: float = 5.0,
+    headers: dict[str, str] | None = None, body: bytes | None = None,
+) -> Answer:
+    """One HTTP exchange, whole answer in memory, at most ``max_bytes`` and ``seconds`` of wall clock.
+
+    Raises ``StorageTooLarge`` / ``StorageUnavailable``; also used for the serving pods'
+    ``/v1/status``, which the tenant's pods answer.
+    """
+    return _Exchange(method, url, max_bytes=max_bytes, seconds=seconds, connect_seconds=connect_seconds).send(headers or {}, body)
 
 
 def attach(client: Any, limits: Limits) -> Any:
@@ -200,7 +217,9 @@ def attach(client: Any, limits: Limits) -> Any:
     def send(request: Any, **_: Any) -> AWSResponse:
         headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
         headers.pop("Expect", None)  # the body is sent at once; no 100-continue dance
-        return _Exchange(limits, request.method, request.url).send(headers, _request_body(request.body))
+        answer = fetch(request.method, request.url, max_bytes=limits.max_response_bytes, seconds=limits.call_seconds,
+                       connect_seconds=limits.connect_seconds, headers=headers, body=_request_body(request.body))
+        return AWSResponse(request.url, answer.status, answer.headers, _Body(answer.body))
 
     client.meta.events.register_first("before-send.s3", send)
     return client
