@@ -5,9 +5,12 @@ misbehaves according to the bucket asked for:
 
 * ``huge``          — every object is 200 MB, with its Content-Length declared;
 * ``huge-unsized``  — every object is 200 MB with no Content-Length (ends when the connection closes);
-* ``endless``       — ListObjectsV2 answers ``IsTruncated=true`` with a fresh continuation token forever;
+* ``endless``       — ListObjectsV2 answers ``IsTruncated=true`` with a fresh continuation token
+                      forever (and no object exists);
 * ``drip``          — every answer (status line, headers, body) comes one byte per second;
 * anything else     — objects are ``{}`` and listings are empty.
+
+Writes (PUT, POST, DELETE) always succeed at once: only what the operator reads misbehaves.
 
 It records the method, path and ``Authorization`` header of every request, so a test can show
 which access key id (if any) the client sent.
@@ -96,8 +99,12 @@ class HostileS3:
         bucket, _, key = parts.path.lstrip("/").partition("/")
         query = parse_qs(parts.query)
         try:
-            if bucket == "drip":
+            if h.command not in ("GET", "HEAD"):
+                self._small(h, head=False, body=b"")  # writes "succeed": only what the operator reads misbehaves
+            elif bucket == "drip":
                 self._drip(h, head)
+            elif bucket == "endless" and "list-type" not in query:
+                self._missing(h, head, key)
             elif "list-type" in query:
                 self._listing(h, bucket, key_prefix=(query.get("prefix") or [""])[0])
             elif bucket in ("huge", "huge-unsized") and key:
@@ -107,12 +114,20 @@ class HostileS3:
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass  # the client gave up: what the tests want
 
-    def _small(self, h: BaseHTTPRequestHandler, head: bool) -> None:
-        body = b"{}"
+    def _small(self, h: BaseHTTPRequestHandler, head: bool, body: bytes = b"{}") -> None:
         h.send_response(200)
         h.send_header("Content-Length", str(len(body)))
         h.send_header("ETag", '"0123456789abcdef0123456789abcdef"')
         h.send_header("Last-Modified", "Mon, 07 Dec 2026 00:00:00 GMT")
+        h.end_headers()
+        if not head:
+            h.wfile.write(body)
+
+    def _missing(self, h: BaseHTTPRequestHandler, head: bool, key: str) -> None:
+        body = f"<Error><Code>NoSuchKey</Code><Message>no such key</Message><Key>{key}</Key></Error>".encode()
+        h.send_response(404)
+        h.send_header("Content-Type", "application/xml")
+        h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if not head:
             h.wfile.write(body)

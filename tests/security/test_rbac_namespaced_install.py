@@ -51,7 +51,7 @@ def test_a_namespaced_install_reconciles_its_namespace_and_cannot_touch_another(
 
     assert helpers.index_status(cluster, other, "scoped") == {}  # never seen by the operator
     assert cluster.get_json("jobs", "-n", other)["items"] == []
-    for verb, resource in (("create", "jobs"), ("patch", "deployments"), ("patch", "faissindexes.faiss.indexops.io/status")):
+    for verb, resource in (("create", "jobs"), ("patch", "deployments"), ("patch", "faissindexes.faiss.indexops.io")):
         assert can_i(cluster, verb, resource, watched), f"{verb} {resource} in {watched}"
         assert not can_i(cluster, verb, resource, other), f"{verb} {resource} in {other}"
     assert not can_i(cluster, "list", "faissindexes.faiss.indexops.io", None)
