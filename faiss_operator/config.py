@@ -59,7 +59,7 @@ class OperatorConfig:
     # S3 the operator may touch (faiss_operator/storage_policy.py) and how much it reads from
     # it (indexops_store/bounded.py); the chart's storage.allowed / storage.limits.
     storage_grants: tuple[StorageGrant, ...] = (StorageGrant(endpoint=""),)
-    default_endpoint: str | None = None  # where a spec without storage.endpoint goes (AWS when None)
+    default_endpoint: str | None = None  # where a spec without storage.endpoint goes, as make_client falls back (AWS when None)
     s3_limits: S3Limits = field(default_factory=S3Limits)
     credentials_dir: Path = Path("/var/run/faiss-operator/s3")  # one folder per grant's credentials Secret
 
@@ -81,8 +81,9 @@ class OperatorConfig:
             pod_name=e.get("POD_NAME") or socket.gethostname(),
             builder_service_account=e.get("FAISS_OPERATOR_BUILDER_SERVICE_ACCOUNT") or cls.builder_service_account,
             serving_service_account=e.get("FAISS_OPERATOR_SERVING_SERVICE_ACCOUNT") or cls.serving_service_account,
-            storage_grants=parse_grants(e.get("FAISS_OPERATOR_STORAGE_ALLOWED"), _default_endpoint(e)),
-            default_endpoint=_default_endpoint(e),
+            storage_grants=parse_grants(e.get("FAISS_OPERATOR_STORAGE_ALLOWED"),
+                                        e.get("FAISS_OPERATOR_STORAGE_ENDPOINT") or e.get(ENV_S3_ENDPOINT)),
+            default_endpoint=e.get(ENV_S3_ENDPOINT) or None,
             s3_limits=_limits(e),
             credentials_dir=Path(e.get("FAISS_OPERATOR_S3_CREDENTIALS_DIR") or cls.credentials_dir),
         )
@@ -96,11 +97,6 @@ def watched_namespaces(*values: str | None) -> tuple[str, ...]:
             if name not in names:
                 names.append(name)
     return tuple(names)
-
-
-def _default_endpoint(e: dict[str, str]) -> str | None:
-    """``storage.endpoint`` of the chart; outside it, the endpoint every program falls back to."""
-    return e.get("FAISS_OPERATOR_STORAGE_ENDPOINT") or e.get(ENV_S3_ENDPOINT) or None
 
 
 def _limits(e: dict[str, str]) -> S3Limits:
