@@ -62,15 +62,18 @@ class Limits:
 
 
 @contextmanager
-def call_budget(seconds: float) -> Iterator[None]:
-    """Every request sent by this thread inside the block ends by ``now + seconds`` (nesting keeps the earliest)."""
-    outer = getattr(_local, "deadline", None)
-    deadline = time.monotonic() + seconds
-    _local.deadline = deadline if outer is None else min(outer, deadline)
+def call_budget(seconds: float, shown: float | None = None) -> Iterator[None]:
+    """Every request sent by this thread inside the block ends by ``now + seconds`` (nesting keeps the earliest).
+
+    ``shown`` is the budget an error names (the whole call's, when ``seconds`` is what is left of it).
+    """
+    outer = getattr(_local, "budget", None)
+    mine = (time.monotonic() + seconds, seconds if shown is None else shown)
+    _local.budget = mine if outer is None or mine[0] < outer[0] else outer
     try:
         yield
     finally:
-        _local.deadline = outer
+        _local.budget = outer
 
 
 class _Body(io.BytesIO):
@@ -121,9 +124,10 @@ class _Exchange:
     def __init__(self, method: str, url: str, *, max_bytes: int, seconds: float, connect_seconds: float):
         self.method, self.url, self.max_bytes, self.connect_seconds = method, url, max_bytes, connect_seconds
         now = time.monotonic()
-        deadline = now + seconds
-        outer = getattr(_local, "deadline", None)
-        self.deadline = deadline if outer is None else min(deadline, outer)
+        self.deadline, self.budget = now + seconds, seconds
+        outer = getattr(_local, "budget", None)
+        if outer is not None and outer[0] < self.deadline:
+            self.deadline, self.budget = outer
         self.seconds = max(0.0, self.deadline - now)
         self.expired = threading.Event()
         self.conn: HTTPConnection | None = None
@@ -138,7 +142,7 @@ class _Exchange:
                 pass
 
     def _too_slow(self) -> StorageUnavailable:
-        return StorageUnavailable(f"{_where(self.method, self.url)}: no complete answer within {self.seconds:.1f}s; gave up")
+        return StorageUnavailable(f"{_where(self.method, self.url)}: no complete answer within {self.budget:.1f}s; gave up")
 
     def send(self, headers: dict[str, str], body: bytes | None) -> Answer:
         if self.seconds <= 0:

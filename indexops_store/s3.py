@@ -277,7 +277,7 @@ class ArtifactStore:
                     if remaining <= 0:
                         raise StorageUnavailable(f"listing s3://{self.bucket}/{prefix} took longer than "
                                                  f"{self.limits.call_seconds:g}s ({pages} pages); gave up")
-                    with call_budget(remaining):
+                    with call_budget(remaining, shown=self.limits.call_seconds):
                         page = next(it, None)
                 if page is None:
                     return
