@@ -2,10 +2,15 @@
 
 Thin I/O. Missing or invalid manifests become readable ``*_error`` strings for ``decide``;
 any other storage failure propagates as ``StorageError`` (a status condition upstream).
+Every client is made here, for storage the platform granted (``storage_policy``), with the
+grant's credentials and the operator's size/time limits (``indexops_store.bounded``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from indexops_api.layout import index_prefix, manifest_key, pointer_key
@@ -13,11 +18,68 @@ from indexops_api.manifest import Manifest
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, FaissIndexStatus
 from indexops_store import ArtifactStore, StorageError, make_client
+from indexops_store.bounded import Limits
+from faiss_operator.config import OperatorConfig
 from faiss_operator.model import JobObservation, StoredVersion
+from faiss_operator.storage_policy import OPERATOR_CREDENTIALS, Access, Refusal, StorageGrant, check_index
 
 
-def store_for(spec: FaissIndexSpec) -> ArtifactStore:
-    return ArtifactStore(make_client(spec.storage.endpoint, spec.storage.region), spec.storage.bucket)
+
+
+
+class StorageNotAllowed(StorageError):
+    """The spec names storage outside the operator's grants; nothing was sent (see ``storage_policy``)."""
+
+
+@lru_cache(maxsize=1)
+def operator_config() -> OperatorConfig:
+    return OperatorConfig.from_env()
+
+
+def access_for(spec: FaissIndexSpec, namespace: str, name: str, config: OperatorConfig | None = None) -> Access | Refusal:
+    config = config or operator_config()
+    return check_index(config.storage_grants, namespace, name, spec, config.default_endpoint)
+
+
+def _credentials(grant: StorageGrant, credentials_dir: Path) -> tuple[str, str] | None:
+    if grant.credentials == OPERATOR_CREDENTIALS:
+        return None
+    folder = credentials_dir / grant.credentials
+    try:
+        return ((folder / "AWS_ACCESS_KEY_ID").read_text().strip(), (folder / "AWS_SECRET_ACCESS_KEY").read_text().strip())
+    except OSError as exc:  # the path and error name only: never file contents
+        raise StorageError(f"credentials of Secret {grant.credentials!r} are not mounted at {folder} ({exc.strerror})") from None
+
+
+def _limits(config: OperatorConfig) -> Limits:
+    return Limits(**dataclasses.asdict(config.s3_limits))
+
+
+def _client(grant: StorageGrant, endpoint: str | None, region: str | None, config: OperatorConfig) -> Any:
+    return make_client(endpoint, region, credentials=_credentials(grant, config.credentials_dir), limits=_limits(config))
+
+
+def _granted(spec: FaissIndexSpec, namespace: str, name: str, config: OperatorConfig | None) -> tuple[Access, OperatorConfig]:
+    config = config or operator_config()
+    access = access_for(spec, namespace, name, config)
+    if isinstance(access, Refusal):
+        raise StorageNotAllowed(access.message, denied=True)
+    return access, config
+
+
+def store_for(spec: FaissIndexSpec, namespace: str, name: str, config: OperatorConfig | None = None) -> ArtifactStore:
+    """The index's artifact bucket, with the credentials and limits its grant gives; refuses ungranted storage."""
+    access, config = _granted(spec, namespace, name, config)
+    client = _client(access.storage, access.storage_endpoint, spec.storage.region, config)
+    return ArtifactStore(client, spec.storage.bucket, limits=_limits(config))
+
+
+def source_client(spec: FaissIndexSpec, namespace: str, name: str, config: OperatorConfig | None = None) -> Any:
+    """A client for the index's S3 source (drift probe), under the source's own grant."""
+    access, config = _granted(spec, namespace, name, config)
+    if access.source is None:
+        raise StorageError("the index has no S3 source")
+    return _client(access.source, access.source_endpoint, spec.storage.region, config)
 
 
 class Artifacts:

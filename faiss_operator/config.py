@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from pathlib import Path
+from dataclasses import dataclass, field
+
+from indexops_api.constants import ENV_S3_ENDPOINT
+
+from faiss_operator.storage_policy import StorageGrant, parse_grants
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -20,6 +25,16 @@ def _flag(value: str | None, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
+class S3Limits:
+    """What the operator reads from S3 at most (``indexops_store.bounded.Limits`` takes these fields)."""
+
+    max_response_bytes: int = 4 * 1024 * 1024  # a pointer, a manifest or one listing page
+    call_seconds: float = 10.0  # wall clock of one S3 call, a whole listing included
+    max_list_pages: int = 100
+    max_list_keys: int = 100_000
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     image: str = "ghcr.io/faiss-index-operator/faiss-index-operator:0.1.0"
     image_pull_policy: str = "IfNotPresent"
@@ -27,7 +42,7 @@ class OperatorConfig:
     poll_seconds_while_building: float = 10.0
     port: int = 8080
     bind_host: str = "0.0.0.0"
-    namespace: str | None = None  # None: all namespaces
+    namespaces: tuple[str, ...] = ()  # (): all namespaces; else exactly these (the chart's RBAC is Roles there)
     # Leader election (faiss_operator/leader.py): only the Lease holder reconciles.
     leader_election: bool = True
     lease_name: str = "faiss-operator"
@@ -41,6 +56,12 @@ class OperatorConfig:
     # e.g. for cloud IAM through account annotations; it must exist in every index namespace.
     builder_service_account: str = "default"
     serving_service_account: str = "default"
+    # S3 the operator may touch (faiss_operator/storage_policy.py) and how much it reads from
+    # it (indexops_store/bounded.py); the chart's storage.allowed / storage.limits.
+    storage_grants: tuple[StorageGrant, ...] = (StorageGrant(endpoint=""),)
+    default_endpoint: str | None = None  # where a spec without storage.endpoint goes, as make_client falls back (AWS when None)
+    s3_limits: S3Limits = field(default_factory=S3Limits)
+    credentials_dir: Path = Path("/var/run/faiss-operator/s3")  # one folder per grant's credentials Secret
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -52,7 +73,7 @@ class OperatorConfig:
             poll_seconds_while_building=float(e.get("FAISS_OPERATOR_BUILD_POLL_SECONDS", cls.poll_seconds_while_building)),
             port=int(e.get("FAISS_OPERATOR_PORT", cls.port)),
             bind_host=e.get("POD_IP") or cls.bind_host,
-            namespace=e.get("FAISS_OPERATOR_NAMESPACE") or None,
+            namespaces=watched_namespaces(e.get("FAISS_OPERATOR_NAMESPACES"), e.get("FAISS_OPERATOR_NAMESPACE")),
             leader_election=_flag(e.get("FAISS_OPERATOR_LEADER_ELECTION"), cls.leader_election),
             lease_name=e.get("FAISS_OPERATOR_LEASE_NAME") or cls.lease_name,
             lease_namespace=e.get("POD_NAMESPACE") or cls.lease_namespace,
@@ -60,4 +81,29 @@ class OperatorConfig:
             pod_name=e.get("POD_NAME") or socket.gethostname(),
             builder_service_account=e.get("FAISS_OPERATOR_BUILDER_SERVICE_ACCOUNT") or cls.builder_service_account,
             serving_service_account=e.get("FAISS_OPERATOR_SERVING_SERVICE_ACCOUNT") or cls.serving_service_account,
+            storage_grants=parse_grants(e.get("FAISS_OPERATOR_STORAGE_ALLOWED"),
+                                        e.get("FAISS_OPERATOR_STORAGE_ENDPOINT") or e.get(ENV_S3_ENDPOINT)),
+            default_endpoint=e.get(ENV_S3_ENDPOINT) or None,
+            s3_limits=_limits(e),
+            credentials_dir=Path(e.get("FAISS_OPERATOR_S3_CREDENTIALS_DIR") or cls.credentials_dir),
         )
+
+
+def watched_namespaces(*values: str | None) -> tuple[str, ...]:
+    """Comma- or space-separated namespace lists, merged in order without duplicates."""
+    names: list[str] = []
+    for value in values:
+        for name in (value or "").replace(",", " ").split():
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def _limits(e: dict[str, str]) -> S3Limits:
+    d = S3Limits()
+    return S3Limits(
+        max_response_bytes=int(e.get("FAISS_OPERATOR_S3_MAX_OBJECT_BYTES") or d.max_response_bytes),
+        call_seconds=float(e.get("FAISS_OPERATOR_S3_CALL_TIMEOUT_SECONDS") or d.call_seconds),
+        max_list_pages=int(e.get("FAISS_OPERATOR_S3_MAX_LIST_PAGES") or d.max_list_pages),
+        max_list_keys=int(e.get("FAISS_OPERATOR_S3_MAX_LIST_KEYS") or d.max_list_keys),
+    )

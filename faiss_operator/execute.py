@@ -50,7 +50,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
                 raise
     if plan.write_pointer is not None and spec is not None:
         key = pointer_key(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
-        store_for(spec).write_pointer(key, plan.write_pointer, etag=obs.pointer_etag)
+        store_for(spec, obs.namespace, obs.name, config).write_pointer(key, plan.write_pointer, etag=obs.pointer_etag)
         log.info("pointer %s -> %s", key, plan.write_pointer.to_wire())
         if spec.serving.enabled:
             notify_pointer_written(obs.namespace, obs.name, spec.serving.port)
@@ -61,7 +61,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         svc = build_service(**args)
         _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
     if plan.prune_versions and spec is not None:
-        store = store_for(spec)
+        store = store_for(spec, obs.namespace, obs.name, config)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         for version in plan.prune_versions:
             store.delete_version(prefix, version)

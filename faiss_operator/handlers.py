@@ -24,7 +24,7 @@ from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
 from faiss_operator.kube import clients, is_not_found
-from faiss_operator.artifacts import store_for
+from faiss_operator.artifacts import StorageNotAllowed, store_for
 from faiss_operator.observe import observe, parse_spec
 from indexops_store import StorageError
 
@@ -71,7 +71,7 @@ def reconcile_once(namespace: str, name: str) -> float:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return CONFIG.resync_seconds
     started = time.monotonic()
-    obs = observe(body)
+    obs = observe(body, config=CONFIG)
     plan = decide(obs)
     execute(plan, obs, body, CONFIG)
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
@@ -124,7 +124,10 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     if _stop_running_builders(namespace, name):
         raise kopf.TemporaryError("waiting for running builder Jobs to stop before deleting artifacts", delay=5)
     try:
-        deleted = store_for(parsed).delete_prefix(prefix)
+        deleted = store_for(parsed, namespace, name, CONFIG).delete_prefix(prefix)
+    except StorageNotAllowed as exc:  # never granted (or no longer): nothing of it may be touched
+        kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"artifacts at {where} retained: {exc}")
+        return
     except StorageError as exc:  # keep the finalizer and retry: Delete means delete
         kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deleting {where} failed, retrying: {exc}")
         raise kopf.TemporaryError(f"deleting {where}: {exc}", delay=15) from exc

@@ -23,7 +23,7 @@ import kubernetes
 from aiohttp import web
 from prometheus_client import Gauge, start_http_server
 
-from faiss_operator.config import OperatorConfig
+from faiss_operator.config import OperatorConfig, watched_namespaces
 from faiss_operator.kube import clients
 from faiss_operator.leader import KubeLeaseApi, LeaderElector, Timings, new_identity
 
@@ -92,16 +92,20 @@ async def _resignal_once_kopf_handles_signals(ready: asyncio.Event, stop: asynci
 
 
 @click.command()
-@click.option("--namespace", envvar="FAISS_OPERATOR_NAMESPACE", default=None, help="Watch one namespace (default: all).")
+@click.option(
+    "--namespace", "namespaces", multiple=True,
+    help="Watch this namespace; repeat for several (default: FAISS_OPERATOR_NAMESPACES, else all namespaces).",
+)
 @click.option("--log-level", envvar="FAISS_OPERATOR_LOG_LEVEL", default="info", show_default=True)
 @click.option(
     "--leader-election/--no-leader-election", default=None,
     help="Run only while holding the leader Lease (default: FAISS_OPERATOR_LEADER_ELECTION, else on). "
          "Turn off only for a single local operator.",
 )
-def main(namespace: str | None, log_level: str, leader_election: bool | None) -> None:
+def main(namespaces: tuple[str, ...], log_level: str, leader_election: bool | None) -> None:
     """Run the faiss-index-operator (kopf) against the current cluster."""
     config = OperatorConfig.from_env()
+    watched = watched_namespaces(*namespaces) or config.namespaces
     elect = config.leader_election if leader_election is None else leader_election
     kopf.configure(log_format=kopf.LogFormat.JSON, verbose=log_level.lower() == "debug")
     logging.getLogger().setLevel(log_level.upper())
@@ -138,8 +142,10 @@ def main(namespace: str | None, log_level: str, leader_election: bool | None) ->
             loop=loop,
             ready_flag=ready,
             standalone=True,  # the Lease, not kopf's peering, decides who acts
-            clusterwide=not namespace,
-            namespaces=[namespace] if namespace else [],
+            # Exactly the watched namespaces (kopf's --namespace per entry): a namespaced
+            # install has Roles there and nothing cluster-wide to list or watch with.
+            clusterwide=not watched,
+            namespaces=list(watched),
             liveness_endpoint=f"http://{config.bind_host}:{config.port}/healthz",
         )
     finally:

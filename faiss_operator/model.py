@@ -9,7 +9,7 @@ from typing import Literal
 from indexops_api.manifest import Manifest, SourceFingerprint
 from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import EventReason, FaissIndexStatus
+from indexops_api.status import EventReason, FaissIndexStatus, Reason
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 
@@ -34,6 +34,7 @@ class ServingObservation:
     exists: bool
     desired_replicas: int = 0
     ready_replicas: int = 0
+    uid: str = ""  # only pods of this Deployment's ReplicaSets report (replicas.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Observation:
     pinned_manifest: Manifest | None = None
     pinned_error: str | None = None
     replicas: tuple[ReplicaReport, ...] | None = None  # None: not asked (serving disabled / nothing serves)
+    spec_error_reason: Reason = Reason.INVALID_SPEC  # or StorageNotAllowed: the spec is valid but names storage not granted
 
     def job_named(self, name: str | None) -> JobObservation | None:
         return next((j for j in self.jobs if j.name == name), None)

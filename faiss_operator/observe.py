@@ -14,12 +14,14 @@ from pydantic import ValidationError
 from indexops_api import constants as c
 from indexops_api.layout import serving_name
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, FaissIndexStatus
+from indexops_api.status import BuildResult, FaissIndexStatus, Reason
 from indexops_store import StorageError
-from faiss_operator.artifacts import Artifacts, store_for
+from faiss_operator.artifacts import Artifacts, access_for, store_for
 from faiss_operator.conditions import parse_time
 from faiss_operator.kube import clients, is_not_found
+from faiss_operator.config import OperatorConfig
 from faiss_operator.model import JobObservation, Observation, ServingObservation
+from faiss_operator.storage_policy import Refusal
 from faiss_operator.replicas import observe_replicas
 from faiss_operator.sync import probe_sync, sync_due
 
@@ -111,6 +113,7 @@ def observe_serving(namespace: str, index: str) -> ServingObservation:
         exists=True,
         desired_replicas=dep.spec.replicas or 0,
         ready_replicas=(dep.status.ready_replicas or 0) if dep.status else 0,
+        uid=dep.metadata.uid or "",
     )
 
 
@@ -129,7 +132,7 @@ def _build_just_ended(status: FaissIndexStatus, jobs: tuple[JobObservation, ...]
     return job is None or job.state != "Running"
 
 
-def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
+def observe(body: dict[str, Any], now: datetime | None = None, config: OperatorConfig | None = None) -> Observation:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     now = now or datetime.now(timezone.utc)
@@ -138,12 +141,16 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     base = dict(name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0), now=now, status=status)
     if spec is None:
         return Observation(spec=None, spec_error=spec_error, **base)
+    # Before anything is contacted: storage the platform did not grant is never touched.
+    access = access_for(spec, namespace, name, config)
+    if isinstance(access, Refusal):
+        return Observation(spec=None, spec_error=access.message, spec_error_reason=Reason.STORAGE_NOT_ALLOWED, **base)
 
     last = status.last_build
     jobs = observe_jobs(namespace, name, last.job if last else None)
     serving = observe_serving(namespace, name) if spec.serving.enabled else None
     if serving is not None and serving.exists and status.current_version:
-        fields_replicas = {"replicas": observe_replicas(namespace, name, spec.serving.port)}
+        fields_replicas = {"replicas": observe_replicas(namespace, name, spec.serving.port, serving.uid)}
     else:
         fields_replicas = {}
     annotations = meta.get("annotations") or {}
@@ -153,7 +160,7 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
         "promote_request": annotations.get(c.ANNOTATION_PROMOTE) or None,
         "abort_request": annotations.get(c.ANNOTATION_ABORT) or None,
     }
-    store = store_for(spec)
+    store = store_for(spec, namespace, name, config)
     at = Artifacts(store, spec, namespace, name)
     try:
         fields["pointer"], fields["pointer_etag"] = store.read_pointer(at.pointer)
@@ -161,7 +168,7 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
         fields.update(at.manifest_to_gate(status, jobs))
         fields.update(at.pin_target(status))
         if sync_due(spec, status, now) and not _build_just_ended(status, jobs):
-            fields["sync"] = probe_sync(at, status, namespace, now)
+            fields["sync"] = probe_sync(at, status, namespace, now, config)
             fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
     except StorageError as exc:
         fields["storage_error"] = str(exc)

@@ -1,7 +1,7 @@
 """The RBAC the operator needs: one entry per kind of API call its code makes.
 
-The chart's ClusterRole must grant exactly ``REQUIRED`` (tests/unit/test_chart_rbac.py
-compares them) and its namespaced leader-election Role exactly ``LEADER_ELECTION``
+The chart's ClusterRole (or, when namespaces are watched, its Role in each of them) must
+grant exactly ``REQUIRED`` (tests/unit/test_chart_rbac.py compares them) and its namespaced leader-election Role exactly ``LEADER_ELECTION``
 (tests/unit/test_leader.py); the e2e tests run the operator under those roles, so a
 missing entry fails them and an extra one fails the unit tests.
 """
@@ -18,8 +18,10 @@ REQUIRED: dict[tuple[str, str], frozenset[str]] = {
     # execute.py creates builder Jobs and deletes replaced/old finished ones; observe lists
     # an index's Jobs; handlers watches them.
     ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "delete"}),
-    # observe._termination_message lists a failed Job's pods.
+    # observe._termination_message lists a failed Job's pods; replicas.py lists serving pods.
     ("", "pods"): frozenset({"list"}),
+    # replicas.py: only pods of a ReplicaSet controlled by the operator's Deployment report.
+    ("apps", "replicasets"): frozenset({"list"}),
     # execute.py server-side applies (may create) serving objects; observe reads/watches Deployments.
     ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch"}),
     ("", "services"): frozenset({"create", "patch"}),

@@ -138,10 +138,11 @@ def _transition_events(before: dict, verdicts: dict[ConditionType, Verdict]) -> 
 def invalid_spec_plan(obs: Observation) -> Plan:
     status = obs.status
     message = obs.spec_error or "invalid spec"
+    reason = obs.spec_error_reason
     previous = status.condition(ConditionType.DEGRADED)
     events = []
-    if previous is None or previous.reason != Reason.INVALID_SPEC or previous.message != message[:1024]:
-        events.append(Event("Warning", EventReason.INVALID_SPEC, message))
-    conds = set_condition(list(status.conditions), ConditionType.DEGRADED, True, Reason.INVALID_SPEC, message, obs.now, obs.generation)
+    if previous is None or previous.reason != reason or previous.message != message[:1024]:
+        events.append(Event("Warning", EventReason(reason.value), message))
+    conds = set_condition(list(status.conditions), ConditionType.DEGRADED, True, reason, message, obs.now, obs.generation)
     updated = status.model_copy(update={"conditions": conds, "observed_generation": obs.generation})
     return Plan(status=updated.model_copy(update={"phase": phase_of(updated)}), events=events)

@@ -11,8 +11,8 @@ from datetime import datetime
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.spec_ops import duration_seconds
 from indexops_api.status import FaissIndexStatus
-from indexops_store import make_client
-from faiss_operator.artifacts import Artifacts
+from faiss_operator.artifacts import Artifacts, source_client
+from faiss_operator.config import OperatorConfig
 from faiss_operator.conditions import parse_instant, parse_time
 from faiss_operator.kube import clients
 from faiss_operator.model import SyncObservation
@@ -36,7 +36,7 @@ def _secret_value(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(data).decode()
 
 
-def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: datetime) -> SyncObservation:
+def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: datetime, config: OperatorConfig | None = None) -> SyncObservation:
     """Compare with the newest built version (the candidate during a canary, else the serving one)."""
     from indexops_store import probe  # libpq only where drift checks run
 
@@ -51,7 +51,8 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
         if source.postgres is not None:
             ref = source.postgres.dsn_secret
             dsn = _secret_value(namespace, ref.name, ref.key)
-        client = make_client(source.s3.endpoint or at.spec.storage.endpoint, at.spec.storage.region) if source.s3 else None
+        # Only under the source's grant (bucket and prefixes of this namespace), with the operator's limits.
+        client = source_client(at.spec, namespace, at.name, config) if source.s3 else None
         # Count the window the build counted: rows ageing out of a sliding window are not drift.
         anchor = parse_instant(recorded.source.window_anchor)
         probed = probe.probe_source(source, at.spec.horizon, anchor, dsn=dsn, s3_client=client)

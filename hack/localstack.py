@@ -31,6 +31,15 @@ RELEASE = "faiss-operator"
 CREDENTIALS_SECRET = "faiss-s3-credentials"
 EMBEDDINGS_BUCKET = "faiss-demo-embeddings"
 INDEX_BUCKET = "faiss-demo-indexes"
+# Every namespace the demo and the e2e tests create runs the API server's own Pod Security
+# admission at "restricted": a pod spec of the chart or the operator that loosens its
+# securityContext is refused by the real thing, not by a test's reading of the YAML.
+POD_SECURITY_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
 
 
 def stack_dir() -> Path:
@@ -91,8 +100,13 @@ class Cluster:
 
     # -- set-up steps -------------------------------------------------------------
 
+    def ensure_namespace(self, namespace: str) -> None:
+        """Create ``namespace`` (or update it) with Pod Security ``restricted`` enforced."""
+        doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": POD_SECURITY_LABELS}}
+        self.kubectl("apply", "-f", "-", input=json.dumps(doc))
+
     def ensure_credentials_secret(self, namespace: str) -> None:
-        self.kubectl("create", "namespace", namespace, check=False)
+        self.ensure_namespace(namespace)
         manifest = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -108,7 +122,7 @@ class Cluster:
     def temporary_namespace(self, prefix: str) -> Iterator[str]:
         """A fresh namespace ``<prefix>-<random>`` with the S3 credentials Secret, deleted afterwards."""
         ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        self.kubectl("create", "namespace", ns)
+        self.ensure_namespace(ns)
         self.wait_for("default ServiceAccount",
                       lambda: self.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
         self.ensure_credentials_secret(ns)
@@ -118,12 +132,17 @@ class Cluster:
             self.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
     def install_operator(self, *extra: str) -> None:
-        """``helm upgrade --install`` the chart; the operator then runs under its RBAC."""
+        """``helm upgrade --install`` the chart; the operator then runs under its RBAC.
+
+        The stack's S3 is the operator's one granted endpoint (``storage.endpoint``, the
+        chart's default single-endpoint grant); ``extra`` may add ``storage.allowed``.
+        """
         self.ensure_credentials_secret(OPERATOR_NAMESPACE)
         self.helm(
             "upgrade", "--install", RELEASE, str(CHART),
-            "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
+            "--namespace", OPERATOR_NAMESPACE,
             "--set", f"storage.credentialsSecret={CREDENTIALS_SECRET}",
+            "--set", f"storage.endpoint={self.s3_endpoint}",
             "--set", "resyncSeconds=10",
             "--wait", "--timeout", "180s",
             *extra,

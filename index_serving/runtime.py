@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from indexops_api.replica import MAX_FAILURES, LoadFailure, ReplicaStatus, RolloutWindow
 from index_serving.analysis import AnalysisWindow
 from index_serving.config import ServingConfig
 from index_serving.errors import BadRequest, NoIndexLoaded, VersionRejected
@@ -425,29 +426,31 @@ class IndexRuntime:
             self._wake.wait(self.poll_seconds)
 
     def status(self) -> dict[str, Any]:
+        """The ``/v1/status`` document, built from the model the operator parses it with."""
         snap, now = self._snapshot, self._clock()
         roles = {snap.stable.version: "stable"} if snap.stable else {}
         if snap.candidate:
             roles[snap.candidate.version] = "candidate"
-        return {
-            "enabled": self.enabled,
-            "ready": snap.stable is not None,
-            "pointer": snap.pointer.to_wire() if snap.pointer else None,
-            "pointerGeneration": snap.pointer.generation if snap.pointer else None,
-            "appliedGeneration": self._applied_generation,
-            "pointerError": self._pointer_error,
-            "candidatePercent": snap.candidate_percent,
-            "versions": [describe(lv, roles[v]) for v, lv in snap.versions().items()],
-            "failures": [
-                {"version": v, "reason": f.reason, "message": f.message, "attempts": f.attempts,
-                 "retryInSeconds": round(max(0.0, f.retry_at - now), 1)}
-                for v, f in self._failures.items()
+        report = ReplicaStatus(
+            enabled=self.enabled,
+            ready=snap.stable is not None,
+            pointer=snap.pointer.to_wire() if snap.pointer else None,
+            pointer_generation=snap.pointer.generation if snap.pointer else None,
+            applied_generation=self._applied_generation,
+            pointer_error=self._pointer_error,
+            candidate_percent=snap.candidate_percent,
+            versions=[describe(lv, roles[v]) for v, lv in snap.versions().items()],
+            failures=[
+                LoadFailure(version=v, reason=f.reason, message=f.message, attempts=f.attempts,
+                            retry_in_seconds=round(max(0.0, f.retry_at - now), 1))
+                for v, f in list(self._failures.items())[-MAX_FAILURES:]
             ],
-            "rollout": snap.window.to_wire() if snap.window is not None else None,
-            "shadowQueue": self.shadow.status(),
-            "memory": self._last_memory.to_wire() if self._last_memory is not None else None,
-            "fallbackConfigured": self.fallback is not None,
-        }
+            rollout=RolloutWindow.model_validate(snap.window.to_wire()) if snap.window is not None else None,
+            shadow_queue=self.shadow.status(),
+            memory=self._last_memory.to_wire() if self._last_memory is not None else None,
+            fallback_configured=self.fallback is not None,
+        )
+        return report.to_json_dict()
 
 
 def _attempt(search: Callable[..., SearchResult], *args: Any) -> SearchResult | Exception:

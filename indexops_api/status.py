@@ -48,6 +48,7 @@ class Reason(str, Enum):
     ROLLED_BACK = "RolledBack"
     WAITING_FOR_SAMPLES = "WaitingForSamples"
     REPLICAS_CONVERGING = "ReplicasConverging"
+    STORAGE_NOT_ALLOWED = "StorageNotAllowed"
 
 
 class EventReason(str, Enum):
@@ -78,6 +79,7 @@ class EventReason(str, Enum):
     ROLLED_BACK = "RolledBack"
     STEP_ADVANCED = "StepAdvanced"
     BUILD_WARNING = "BuildWarning"
+    STORAGE_NOT_ALLOWED = "StorageNotAllowed"
 
 
 class Trigger(str, Enum):

@@ -15,8 +15,10 @@ from indexops_store.s3 import (
     DeleteIncomplete,
     ObjectInfo,
     StorageError,
+    StorageTooLarge,
+    StorageUnavailable,
     VersionListing,
     make_client,
 )
 
-__all__ = ["ArtifactStore", "DeleteIncomplete", "ObjectInfo", "StorageError", "VersionListing", "make_client"]
+__all__ = ["ArtifactStore", "DeleteIncomplete", "ObjectInfo", "StorageError", "StorageTooLarge", "StorageUnavailable", "VersionListing", "make_client"]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +57,14 @@ class DeleteIncomplete(StorageError):
         self.failed = dict(failed)
 
 
+class StorageUnavailable(StorageError):
+    """The storage endpoint did not answer within its deadline, or refused the connection."""
+
+
+class StorageTooLarge(StorageError):
+    """An answer (object body, listing page or error) exceeded the reader's size cap; it was not read."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """One listed object."""
@@ -87,8 +97,19 @@ class VersionListing:
         return [name for name in expected if name not in self.files]
 
 
-def make_client(endpoint: str | None = None, region: str | None = None) -> Any:
-    """An S3 client; endpoint falls back to ``FAISS_S3_ENDPOINT_URL`` then AWS."""
+def make_client(
+    endpoint: str | None = None,
+    region: str | None = None,
+    *,
+    credentials: tuple[str, str] | None = None,
+    limits: Any = None,
+) -> Any:
+    """An S3 client; endpoint falls back to ``FAISS_S3_ENDPOINT_URL`` then AWS.
+
+    ``credentials`` (access key id, secret) replace the ambient ones. ``limits``
+    (``indexops_store.bounded.Limits``) sends every request through a size- and
+    time-bounded exchange: for readers of storage that someone else writes.
+    """
     endpoint = endpoint or os.environ.get(ENV_S3_ENDPOINT) or None
     config = Config(
         retries={"max_attempts": 4, "mode": "standard"},
@@ -96,7 +117,16 @@ def make_client(endpoint: str | None = None, region: str | None = None) -> Any:
         read_timeout=60,
         s3={"addressing_style": "path"},
     )
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1", config=config)
+    keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=config, **keys,
+    )
+    if limits is not None:
+        from indexops_store.bounded import attach
+
+        attach(client, limits)
+    return client
 
 
 def _describe(exc: Exception, bucket: str, key: str) -> StorageError:
@@ -139,18 +169,38 @@ class ArtifactStore:
 
     client: Any
     bucket: str
+    limits: Any = None  # indexops_store.bounded.Limits: size, time and listing caps for untrusted storage
+
+    def _budget(self) -> AbstractContextManager[None]:
+        """One wall-clock budget for a whole call (its retries, every page of a listing)."""
+        if self.limits is None:
+            return nullcontext()
+        from indexops_store.bounded import call_budget
+
+        return call_budget(self.limits.call_seconds)
 
     def get_bytes(self, key: str) -> tuple[bytes, str]:
-        """Object body and its ETag."""
+        """Object body and its ETag; with ``limits``, refused unread when larger than the cap."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key)
-            return resp["Body"].read(), resp["ETag"]
+            with self._budget():
+                resp = self.client.get_object(Bucket=self.bucket, Key=key)
+                if self.limits is None:
+                    return resp["Body"].read(), resp["ETag"]
+                cap = self.limits.max_response_bytes
+                declared = int(resp.get("ContentLength") or 0)
+                body = resp["Body"].read(cap + 1) if declared <= cap else b""
+                if declared > cap or len(body) > cap:
+                    resp["Body"].close()
+                    raise StorageTooLarge(f"s3://{self.bucket}/{key} is larger than the {cap}-byte cap "
+                                          f"({max(declared, len(body))} bytes or more); refusing to read it")
+                return body, resp["ETag"]
         except (ClientError, BotoCoreError) as exc:
             raise _describe(exc, self.bucket, key) from exc
 
     def head(self, key: str) -> dict[str, Any]:
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)
+            with self._budget():
+                return self.client.head_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
             raise _describe(exc, self.bucket, key) from exc
 
@@ -181,7 +231,8 @@ class ArtifactStore:
         if if_none_match:
             extra["IfNoneMatch"] = "*"
         try:
-            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            with self._budget():
+                resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
             return resp["ETag"]
         except (ClientError, BotoCoreError) as exc:
             raise _describe(exc, self.bucket, key) from exc
@@ -202,10 +253,42 @@ class ArtifactStore:
 
     def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (a plain key prefix), page by page, in key order."""
+        for page in self._pages(prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(obj["Key"], int(obj.get("Size", 0)), obj.get("ETag", ""), obj.get("LastModified"))
+
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """ListObjectsV2 pages; with ``limits``, at most so many pages and keys, all within one budget.
+
+        The budget is entered around each page request only, never across a ``yield``: a
+        caller that stops iterating early must not leave a deadline behind in its thread.
+        """
+        pages = keys = 0
+        started = time.monotonic()
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"], int(obj.get("Size", 0)), obj.get("ETag", ""), obj.get("LastModified"))
+            it = iter(self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix))
+            while True:
+                if self.limits is None:
+                    page = next(it, None)
+                else:
+                    from indexops_store.bounded import call_budget
+
+                    remaining = self.limits.call_seconds - (time.monotonic() - started)
+                    if remaining <= 0:
+                        raise StorageUnavailable(f"listing s3://{self.bucket}/{prefix} took longer than "
+                                                 f"{self.limits.call_seconds:g}s ({pages} pages); gave up")
+                    with call_budget(remaining, shown=self.limits.call_seconds):
+                        page = next(it, None)
+                if page is None:
+                    return
+                pages += 1
+                keys += len(page.get("Contents", []))
+                if self.limits is not None and (pages > self.limits.max_list_pages or keys > self.limits.max_list_keys):
+                    raise StorageTooLarge(
+                        f"listing s3://{self.bucket}/{prefix} goes on past {self.limits.max_list_pages} pages or "
+                        f"{self.limits.max_list_keys} keys ({pages} pages, {keys} keys so far); refusing to list further"
+                    )
+                yield page
         except (ClientError, BotoCoreError) as exc:
             raise _describe(exc, self.bucket, prefix) from exc
 
@@ -274,13 +357,7 @@ class ArtifactStore:
         return self.delete_prefix(f"{_folder(index_prefix, allow_root=False)}versions/{version}")
 
     def list_keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        except (ClientError, BotoCoreError) as exc:
-            raise _describe(exc, self.bucket, prefix) from exc
-        return keys
+        return [obj.key for obj in self.iter_objects(prefix)]
 
     def read_manifest(self, key: str) -> Manifest:
         data, _ = self.get_json(key)

@@ -61,7 +61,7 @@ def next_minute(after: datetime, margin: float = 0) -> datetime:
 def lifecycle_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
     """Body of a namespace fixture: a fresh namespace with the S3 credentials Secret; deleted after."""
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
+    cluster.ensure_namespace(ns)  # Pod Security "restricted" enforced
     cluster.wait_for("default ServiceAccount", lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
     cluster.ensure_credentials_secret(ns)
     yield ns

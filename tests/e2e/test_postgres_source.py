@@ -50,7 +50,7 @@ def table(postgres_dsn: str) -> tuple[str, np.ndarray, np.ndarray]:
 def test_an_index_over_a_postgres_table_builds_with_the_dsn_from_a_secret_and_serves_its_ids(cluster, table, postgres_dsn):
     name, vectors, ids = table
     ns = f"e2e-pg-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
+    cluster.ensure_namespace(ns)  # Pod Security "restricted" enforced
     try:
         cluster.ensure_credentials_secret(ns)
         cluster.kubectl("create", "secret", "generic", "pg", "-n", ns, f"--from-literal=dsn={postgres_dsn}")

@@ -160,6 +160,7 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.VALIDATION_FAILED: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.MANIFEST_INVALID: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.INVALID_SPEC: (ConditionType.DEGRADED, "True", "Degraded"),
+    Reason.STORAGE_NOT_ALLOWED: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.STORAGE_ERROR: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.SOURCE_DRIFT: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.SYNC_FAILED: (ConditionType.DEGRADED, "True", "Degraded"),

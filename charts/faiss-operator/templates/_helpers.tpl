@@ -86,3 +86,26 @@ mergeOverwrite, false, 0 and "" in an entry do override the defaults. Returns JS
 {{- end -}}
 {{- toJson $merged -}}
 {{- end -}}
+
+{{/*
+Namespaces the operator watches: watchNamespace and watchNamespaces together, without
+duplicates, as JSON ("[]" = every namespace). With any, RBAC is Roles in exactly these.
+*/}}
+{{- define "faiss-operator.watchNamespaces" -}}
+{{- $namespaces := list -}}
+{{- with .Values.watchNamespace }}{{ $namespaces = append $namespaces . }}{{ end -}}
+{{- range .Values.watchNamespaces }}{{ $namespaces = append $namespaces . }}{{ end -}}
+{{- $namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+Secrets holding the credentials of storage.allowed grants (other than "operator"), as JSON:
+each is mounted read-only into the operator pod at /var/run/faiss-operator/s3/<name>/.
+*/}}
+{{- define "faiss-operator.grantSecrets" -}}
+{{- $secrets := list -}}
+{{- range .Values.storage.allowed }}
+{{- if and .credentialsSecret (ne .credentialsSecret "operator") }}{{ $secrets = append $secrets .credentialsSecret }}{{ end -}}
+{{- end -}}
+{{- $secrets | uniq | toJson -}}
+{{- end -}}

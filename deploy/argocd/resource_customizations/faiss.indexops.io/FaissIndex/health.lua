@@ -3,7 +3,7 @@
 -- matches wins:
 --   being deleted                                    -> Progressing
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
---   Degraded=True reason InvalidSpec                 -> Degraded
+--   Degraded=True reason InvalidSpec or StorageNotAllowed -> Degraded
 --   Stalled=True                                     -> Degraded
 --   Degraded=True (any other reason, even while an older version serves) -> Degraded,
 --     except SourceDrift / ArtifactsMissing while a build runs (the build repairs them)
@@ -65,8 +65,9 @@ local function assess(obj)
   local degraded = find(st.conditions, "Degraded")
   local stalled = find(st.conditions, "Stalled")
 
-  -- An invalid spec is not reconciled at all: the other conditions are stale.
-  if is_true(degraded) and degraded.reason == "InvalidSpec" then
+  -- An invalid spec (or storage the platform did not grant) is not reconciled:
+  -- the other conditions are stale.
+  if is_true(degraded) and (degraded.reason == "InvalidSpec" or degraded.reason == "StorageNotAllowed") then
     return health("Degraded", describe(degraded))
   end
   if is_true(stalled) then
