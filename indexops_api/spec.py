@@ -18,6 +18,7 @@ from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from indexops_api.base import ApiModel
+from indexops_api.sqltext import single_read_statement
 from indexops_api.spec_ops import (
     BUCKET_PATTERN,
     DNS_LABEL,
@@ -164,6 +165,15 @@ class PostgresSource(ApiModel):
         if (self.query is None) == (self.table is None):
             raise ValueError("postgres source must set exactly one of query or table")
         return self
+
+    @field_validator("query")
+    @classmethod
+    def _one_read_statement(cls, value: str | None) -> str | None:
+        # The API server cannot lex SQL; the operator refuses the spec (InvalidSpec) and the
+        # builder and drift probe check again before connecting (indexops_api.sqltext).
+        if value is not None:
+            single_read_statement(value)
+        return value
 
 
 class FileSource(ApiModel):
