@@ -41,6 +41,9 @@ class OperatorConfig:
     # e.g. for cloud IAM through account annotations; it must exist in every index namespace.
     builder_service_account: str = "default"
     serving_service_account: str = "default"
+    # Chart value allowedImages (faiss_operator/images.py): patterns build.image and
+    # serving.image must match; empty allows any image.
+    allowed_images: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -60,4 +63,5 @@ class OperatorConfig:
             pod_name=e.get("POD_NAME") or socket.gethostname(),
             builder_service_account=e.get("FAISS_OPERATOR_BUILDER_SERVICE_ACCOUNT") or cls.builder_service_account,
             serving_service_account=e.get("FAISS_OPERATOR_SERVING_SERVICE_ACCOUNT") or cls.serving_service_account,
+            allowed_images=tuple(p.strip() for p in e.get("FAISS_OPERATOR_ALLOWED_IMAGES", "").split(",") if p.strip()),
         )

@@ -71,7 +71,7 @@ def reconcile_once(namespace: str, name: str) -> float:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return CONFIG.resync_seconds
     started = time.monotonic()
-    obs = observe(body)
+    obs = observe(body, config=CONFIG)
     plan = decide(obs)
     execute(plan, obs, body, CONFIG)
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)

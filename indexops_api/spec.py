@@ -23,6 +23,8 @@ from indexops_api.spec_ops import (
     BUCKET_PATTERN,
     DNS_LABEL,
     DURATION_PATTERN,
+    ENDPOINT_MAX_LENGTH,
+    ENDPOINT_PATTERN,
     QUANTITY_PATTERN,
     Build,
     ConcurrencyPolicy,
@@ -112,7 +114,12 @@ class S3Source(ApiModel):
     ] = None
     endpoint: Annotated[
         str | None,
-        Field(default=None, description="S3 endpoint URL; defaults to spec.storage.endpoint."),
+        Field(
+            default=None,
+            pattern=ENDPOINT_PATTERN,
+            max_length=ENDPOINT_MAX_LENGTH,
+            description="S3 endpoint URL (http:// or https://, no credentials); defaults to spec.storage.endpoint.",
+        ),
     ] = None
 
     @model_validator(mode="after")

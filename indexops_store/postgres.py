@@ -49,12 +49,15 @@ class SourceStats:
     watermark: str | None
 
 
+MAX_WINDOW = timedelta(days=36500)  # a century back is "every row"; further would overflow now - window
+
+
 def parse_duration(text: str) -> timedelta:
-    """``48h`` / ``30m`` / ``7d`` / ``90s`` as a timedelta; ``ValueError`` otherwise."""
-    match = re.fullmatch(r"([1-9][0-9]*)([smhd])", text)
+    """``48h`` / ``30m`` / ``7d`` / ``90s`` as a timedelta, at most ``MAX_WINDOW``; ``ValueError`` otherwise."""
+    match = re.fullmatch(r"([1-9][0-9]{0,17})([smhd])", text)
     if match is None:
-        raise ValueError(f"window.last {text!r} is not a duration like 48h")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        raise ValueError(f"window.last {text[:32]!r} is not a duration like 48h")
+    return min(timedelta(seconds=min(int(match.group(1)) * _UNITS[match.group(2)], 10**12)), MAX_WINDOW)
 
 
 def _ident(dotted: str) -> sql.Identifier:
