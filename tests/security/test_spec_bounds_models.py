@@ -120,3 +120,18 @@ def test_the_chart_documents_and_passes_the_allowlist() -> None:
     assert "## @param allowedImages" in (chart / "values.yaml").read_text()
     assert yaml.safe_load((chart / "values.yaml").read_text())["allowedImages"] == []
     assert "FAISS_OPERATOR_ALLOWED_IMAGES" in (chart / "templates" / "deployment.yaml").read_text()
+
+
+def test_the_operator_refuses_a_disallowed_image_with_a_degraded_condition_and_creates_nothing() -> None:
+    from faiss_operator.decide import decide
+    from faiss_operator.observe import observe
+
+    body = {"metadata": {"name": "weather", "namespace": "team-a", "uid": "u1", "generation": 3},
+            "spec": _spec(build={"image": "evil.example.com/miner:1"})}
+    config = OperatorConfig(image="ghcr.io/x/op:1", allowed_images=("registry.example.com/faiss/*",))
+    plan = decide(observe(body, now=datetime(2026, 12, 1, tzinfo=timezone.utc), config=config))
+    degraded = plan.status.condition("Degraded")
+    assert degraded is not None and degraded.status == "True" and degraded.reason == "InvalidSpec"
+    assert "image not allowed: spec.build.image 'evil.example.com/miner:1'" in degraded.message
+    assert plan.create_job is None and not plan.prune_versions and not plan.ensure_serving and plan.write_pointer is None
+    assert [e.reason.value for e in plan.events] == ["InvalidSpec"]
