@@ -113,8 +113,9 @@ def format_watermark(newest: Any) -> str | None:
 def read_stats(conn: psycopg.Connection, pg: PostgresSource, now: datetime | None = None) -> SourceStats:
     """Run ``stats_query`` on ``conn`` (inside the caller's transaction)."""
     with conn.cursor() as cur:
-        # prepare=True: the extended protocol, which refuses a text holding more than one command
-        cur.execute(stats_query(pg, now), prepare=True)
+        # binary=True sends the statement on the extended protocol (an unnamed statement, so
+        # also through transaction-pooling PgBouncer), which refuses more than one command.
+        cur.execute(stats_query(pg, now), binary=True)
         row = cur.fetchone()
     assert row is not None
     return SourceStats(int(row[0]), format_watermark(row[1]))

@@ -149,3 +149,15 @@ def test_a_legitimate_query_still_builds(tables: tuple[str, str], s3_endpoint: s
     items, _ = tables
     result = _build(buckets, s3_endpoint, f"select id, embedding from {items} -- trailing comment", tmp_path)
     assert (result.exit_code, result.termination) == (0, "")
+
+
+def test_a_dsn_asking_for_a_writable_session_is_overridden(tables: tuple[str, str], postgres_dsn: str) -> None:
+    """The tenant writes the DSN too: its ``options`` cannot switch the session back to read-write."""
+    _, victim = tables
+    writable = postgres_dsn + "?options=-c%20default_transaction_read_only%3Doff"
+    with psycopg.connect(writable, options=indexops_store.postgres.session_options(), autocommit=True) as conn:
+        row = conn.execute("SHOW default_transaction_read_only").fetchone()
+        assert row is not None and row[0] == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute(f"DELETE FROM {victim}")
+    assert _victim_rows(postgres_dsn, victim) == VICTIM_ROWS
