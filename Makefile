@@ -90,9 +90,13 @@ test-unit: install ## Pure unit tests (no network)
 test-integration: install ## Integration tests (real S3 server on loopback)
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
+.PHONY: test-security
+test-security: install ## Tenant attacks without the stack (tests/security; the e2e part runs with test-e2e)
+	$(PY) -m pytest tests/security -m "not e2e" -q $(PYTEST_ARGS)
+
 .PHONY: test-e2e
 test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm)
-	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS)
 
 .PHONY: test
 test: install lint tools ## Everything: unit, integration and e2e (starts and stops the stack)

@@ -62,6 +62,9 @@ class OperatorConfig:
     default_endpoint: str | None = None  # where a spec without storage.endpoint goes, as make_client falls back (AWS when None)
     s3_limits: S3Limits = field(default_factory=S3Limits)
     credentials_dir: Path = Path("/var/run/faiss-operator/s3")  # one folder per grant's credentials Secret
+    # Chart value allowedImages (faiss_operator/images.py): patterns build.image and
+    # serving.image must match; empty allows any image.
+    allowed_images: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -86,6 +89,7 @@ class OperatorConfig:
             default_endpoint=e.get(ENV_S3_ENDPOINT) or None,
             s3_limits=_limits(e),
             credentials_dir=Path(e.get("FAISS_OPERATOR_S3_CREDENTIALS_DIR") or cls.credentials_dir),
+            allowed_images=tuple(p.strip() for p in e.get("FAISS_OPERATOR_ALLOWED_IMAGES", "").split(",") if p.strip()),
         )
 
 

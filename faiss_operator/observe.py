@@ -18,6 +18,8 @@ from indexops_api.status import BuildResult, FaissIndexStatus, Reason
 from indexops_store import StorageError
 from faiss_operator.artifacts import Artifacts, access_for, store_for
 from faiss_operator.conditions import parse_time
+from faiss_operator.config import OperatorConfig
+from faiss_operator.images import image_refusal
 from faiss_operator.kube import clients, is_not_found
 from faiss_operator.config import OperatorConfig
 from faiss_operator.model import JobObservation, Observation, ServingObservation
@@ -138,6 +140,9 @@ def observe(body: dict[str, Any], now: datetime | None = None, config: OperatorC
     now = now or datetime.now(timezone.utc)
     status = FaissIndexStatus.model_validate(body.get("status") or {})
     spec, spec_error = parse_spec(body.get("spec") or {})
+    if spec is not None and config is not None:  # refused like an invalid spec: nothing is created or replaced
+        spec_error = image_refusal(spec, config.allowed_images, config.image)
+        spec = None if spec_error else spec
     base = dict(name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0), now=now, status=status)
     if spec is None:
         return Observation(spec=None, spec_error=spec_error, **base)

@@ -4,17 +4,25 @@ Keeps the newest ``keep`` complete versions plus every protected one (serving, c
 last-good, pinned, and any version a running build is writing). Incomplete versions (no
 manifest: a build that failed mid-upload) are pruned unless a running build owns them.
 Version ids sort by creation time, so "newest" is a string sort.
+
+Only folders named like a version id are ever pruned. Another index's storage prefix can
+lie under this one's ``versions/`` (a tenant sets ``storage.prefix`` freely, e.g.
+``<this index>/6h/versions``): its folder there has no manifest, and "incomplete, so prune"
+would have deleted another tenant's artifacts. Namespaces are lower-case DNS labels, so a
+folder created that way can never look like a version id (``...T...Z-...``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from indexops_api.layout import is_version_id
 from faiss_operator.model import StoredVersion
 
 
 def versions_to_prune(versions: Mapping[str, StoredVersion], keep: int, protected: Iterable[str | None]) -> list[str]:
     guard = {v for v in protected if v}
-    complete = sorted((v for v, info in versions.items() if info.complete), reverse=True)
+    ours = {v: info for v, info in versions.items() if is_version_id(v)}
+    complete = sorted((v for v, info in ours.items() if info.complete), reverse=True)
     kept = set(complete[:keep]) | guard
-    return sorted(v for v in versions if v not in kept)
+    return sorted(v for v in ours if v not in kept)

@@ -33,12 +33,16 @@ def _secret_value(namespace: str, name: str, key: str) -> str:
     data = (secret.data or {}).get(key)
     if data is None:
         raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
-    return base64.b64decode(data).decode()
+    try:
+        return base64.b64decode(data).decode()
+    except UnicodeDecodeError:  # its message would quote a byte of the value
+        raise ValueError(f"Secret {namespace}/{name} key {key!r} is not UTF-8 text (the value is not shown)") from None
 
 
 def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: datetime, config: OperatorConfig | None = None) -> SyncObservation:
     """Compare with the newest built version (the candidate during a canary, else the serving one)."""
     from indexops_store import probe  # libpq only where drift checks run
+    from indexops_store.postgres import redact
 
     version = status.candidate_version or status.current_version
     assert version is not None
@@ -47,7 +51,7 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
         return SyncObservation(error=f"manifest of {version} unreadable: {error}")
     source = at.spec.source
     try:
-        dsn = None
+        dsn: str | None = None
         if source.postgres is not None:
             ref = source.postgres.dsn_secret
             dsn = _secret_value(namespace, ref.name, ref.key)
@@ -57,7 +61,8 @@ def probe_sync(at: Artifacts, status: FaissIndexStatus, namespace: str, now: dat
         anchor = parse_instant(recorded.source.window_anchor)
         probed = probe.probe_source(source, at.spec.horizon, anchor, dsn=dsn, s3_client=client)
     except Exception as exc:  # a probe failure is reported in status, never fatal to the loop
-        return SyncObservation(recorded=recorded.source, error=f"{type(exc).__name__}: {exc}")
+        # Last line of defence: whatever raised, no fragment of the DSN leaves the process.
+        return SyncObservation(recorded=recorded.source, error=redact(f"{type(exc).__name__}: {exc}", dsn))
     if isinstance(probed, probe.NotProbeable):
         return SyncObservation(recorded=recorded.source, error=probed.message)
     return SyncObservation(recorded=recorded.source, probed=probed)

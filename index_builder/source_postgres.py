@@ -26,6 +26,7 @@ from index_builder.source_errors import CredentialsMissing, SourceAuthFailed, So
 from index_builder.source_vectors import fill_rows
 from indexops_api.constants import ENV_POSTGRES_DSN
 from indexops_api.spec import PostgresSource
+from indexops_api.sqltext import UnsafeQuery, single_read_statement
 from indexops_store import postgres as pg_shared
 from indexops_store.postgres import FailureKind
 
@@ -89,11 +90,13 @@ def read(
             f"{ENV_POSTGRES_DSN} is not set: the builder gets the connection string from Secret "
             f"{pg.dsn_secret.name!r} key {pg.dsn_secret.key!r}; check that it exists and holds a libpq DSN"
         )
-    target = _describe_target(dsn)
+    target = _describe_target(dsn, pg)
+    _check_query(pg)  # before any byte reaches the server
     try:
-        conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="faiss-index-builder")
+        conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="faiss-index-builder",
+                               options=pg_shared.session_options())
     except psycopg.Error as exc:
-        raise _connect_failure(exc, target) from exc
+        raise _connect_failure(exc, target, dsn) from None  # libpq's text may quote the DSN: never chained
     with conn:
         uri = source_uri(pg, conn.info.host, conn.info.port, conn.info.dbname)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -101,7 +104,7 @@ def read(
         try:
             return _stream(conn, pg, uri, dimension, on_count)
         except psycopg.Error as exc:
-            raise _query_failure(exc, uri) from exc
+            raise _query_failure(exc, uri, dsn) from None
 
 
 def _stream(
@@ -155,16 +158,25 @@ def _transaction_now(conn: psycopg.Connection) -> str:
     return row[0].isoformat()
 
 
-def _describe_target(dsn: str) -> str:
-    """host:port/db for messages; the password never appears."""
+def _describe_target(dsn: str, pg: PostgresSource) -> str:
+    """host:port/db for messages; neither the password nor a bad DSN's content ever appears."""
     try:
         return pg_shared.describe_target(dsn)
     except ValueError as exc:
-        raise SourceInvalid(f"{ENV_POSTGRES_DSN} is {exc}") from None
+        raise SourceInvalid(f"{ENV_POSTGRES_DSN} (Secret {pg.dsn_secret.name!r} key {pg.dsn_secret.key!r}) "
+                            f"is {exc}") from None
 
 
-def _connect_failure(exc: psycopg.Error, target: str) -> Exception:
-    text = pg_shared.one_line(exc)
+def _check_query(pg: PostgresSource) -> None:
+    if pg.query is not None:
+        try:
+            single_read_statement(pg.query)
+        except UnsafeQuery as exc:
+            raise SourceInvalid(f"source.postgres.query {exc}") from None
+
+
+def _connect_failure(exc: psycopg.Error, target: str, dsn: str) -> Exception:
+    text = pg_shared.one_line(exc, dsn)
     kind = pg_shared.connect_failure_kind(exc)
     if kind is FailureKind.NOT_FOUND:
         return SourceNotFound(f"postgres {target}: {text}")
@@ -173,8 +185,8 @@ def _connect_failure(exc: psycopg.Error, target: str) -> Exception:
     return SourceUnreachable(f"cannot connect to postgres {target}: {text}")
 
 
-def _query_failure(exc: psycopg.Error, uri: str) -> Exception:
-    text = pg_shared.one_line(exc)
+def _query_failure(exc: psycopg.Error, uri: str, dsn: str) -> Exception:
+    text = pg_shared.one_line(exc, dsn)
     kind = pg_shared.query_failure_kind(exc)
     if kind is FailureKind.AUTH:
         return SourceAuthFailed(f"{uri}: the role may not read the source: {text}")

@@ -48,7 +48,23 @@ def version_id(created: datetime, key: str) -> str:
 
 
 def _truncate(base: str, suffix: str) -> str:
-    return f"{base[: MAX_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
+    """``<base>-<suffix>`` when it fits in 63 characters, else ``<base cut>-<sha256(base)[:8]>-<suffix>``.
+
+    Cutting alone would map two long index names that share their first 40-odd characters to
+    one Job or Deployment name, and one tenant's index would adopt (or replace) another's
+    objects. The digest of the whole name keeps cut names distinct; names that fit are
+    unchanged, so existing objects keep their names.
+    """
+    whole = f"{base}-{suffix}"
+    if len(whole) <= MAX_NAME:
+        return whole
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{base[: MAX_NAME - len(suffix) - len(digest) - 2].rstrip('-')}-{digest}-{suffix}"
+
+
+def is_version_id(name: str) -> bool:
+    """Whether a folder under ``versions/`` is named like a version id (``20260101T000000Z-1a2b3c4d``)."""
+    return VERSION_PATTERN.fullmatch(name) is not None
 
 
 def job_name(index: str, key: str, number: int = 1) -> str:

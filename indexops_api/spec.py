@@ -18,10 +18,13 @@ from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from indexops_api.base import ApiModel
+from indexops_api.sqltext import single_read_statement
 from indexops_api.spec_ops import (
     BUCKET_PATTERN,
     DNS_LABEL,
     DURATION_PATTERN,
+    ENDPOINT_MAX_LENGTH,
+    ENDPOINT_PATTERN,
     QUANTITY_PATTERN,
     Build,
     ConcurrencyPolicy,
@@ -119,7 +122,12 @@ class S3Source(ApiModel):
     ] = None
     endpoint: Annotated[
         str | None,
-        Field(default=None, description="S3 endpoint URL; defaults to spec.storage.endpoint."),
+        Field(
+            default=None,
+            pattern=ENDPOINT_PATTERN,
+            max_length=ENDPOINT_MAX_LENGTH,
+            description="S3 endpoint URL (http:// or https://, no credentials); defaults to spec.storage.endpoint.",
+        ),
     ] = None
 
     @model_validator(mode="after")
@@ -172,6 +180,15 @@ class PostgresSource(ApiModel):
         if (self.query is None) == (self.table is None):
             raise ValueError("postgres source must set exactly one of query or table")
         return self
+
+    @field_validator("query")
+    @classmethod
+    def _one_read_statement(cls, value: str | None) -> str | None:
+        # The API server cannot lex SQL; the operator refuses the spec (InvalidSpec) and the
+        # builder and drift probe check again before connecting (indexops_api.sqltext).
+        if value is not None:
+            single_read_statement(value)
+        return value
 
 
 class FileSource(ApiModel):

@@ -6,25 +6,46 @@ says so), so most of them can change without a rebuild.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from indexops_api.base import ApiModel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
-DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
+# At most six digits (999999d is ~2,700 years): a duration always fits a datetime offset
+# from now, so no spec can raise OverflowError inside the operator.
+DURATION_PATTERN = r"^[1-9][0-9]{0,5}(s|m|h|d)$"
+# sync.interval: at least 10 seconds (every pass is a LIST or a count(*) on the operator's
+# shared probe threads), written in m/h/d, or in seconds from 10s. 10s, not 1m, because the
+# e2e suites use drift checks as a fast heartbeat; production indexes want 5m or more.
+SYNC_INTERVAL_PATTERN = r"^([1-9][0-9]{0,5}(m|h|d)|[1-9][0-9]{1,5}s)$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+# A Kubernetes resource quantity (resource.Quantity's grammar, no sign): 500m, 2, 1.5Gi, 1e3.
+K8S_QUANTITY_PATTERN = r"^([0-9]{1,18}(\.[0-9]{0,9})?|\.[0-9]{1,9})(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]{1,3}))?$"
+# http(s) only, no user:password@ (credentials belong in the Secret), no query or fragment.
+ENDPOINT_PATTERN = r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$"
+# An OCI image reference: [registry[:port]/]repository[:tag][@sha256:digest].
+IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*(@sha256:[0-9a-f]{64})?$"
+ENDPOINT_MAX_LENGTH = 256
 VERSION_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
 
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 999_999 * 86400
 
 
 def duration_seconds(value: str) -> int:
-    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds (values already match DURATION_PATTERN)."""
-    return int(value[:-1]) * _DURATION_SECONDS[value[-1]]
+    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds; ``ValueError`` for anything else.
+
+    Capped at ``MAX_DURATION_SECONDS`` so a stored object written before the bound existed
+    still cannot overflow a datetime.
+    """
+    if not value or value[-1] not in _DURATION_SECONDS or not value[:-1].isdigit() or len(value) > 16:
+        raise ValueError(f"{value[:32]!r} is not a duration like 5m")
+    return min(int(value[:-1]) * _DURATION_SECONDS[value[-1]], MAX_DURATION_SECONDS)
 
 
 class RolloutStep(ApiModel):
@@ -95,7 +116,12 @@ class Sync(ApiModel):
     """Drift check: compare the source's cheap fingerprint with the serving version's manifest."""
 
     interval: Annotated[
-        str, Field(pattern=DURATION_PATTERN, description="How often the source fingerprint is checked, e.g. 5m.")
+        str,
+        Field(
+            pattern=SYNC_INTERVAL_PATTERN,
+            max_length=8,
+            description="How often the source fingerprint is checked, e.g. 5m; at least 10s.",
+        ),
     ] = "10m"
     policy: Annotated[
         DriftPolicy, Field(description="Rebuild on drift, or only report it (condition + Event).")
@@ -116,9 +142,16 @@ class Storage(ApiModel):
     ] = "faiss-indexes"
     endpoint: Annotated[
         str | None,
-        Field(default=None, pattern=r"^https?://", description="S3-compatible endpoint URL; AWS when unset."),
+        Field(
+            default=None,
+            pattern=ENDPOINT_PATTERN,
+            max_length=ENDPOINT_MAX_LENGTH,
+            description="S3-compatible endpoint URL (http:// or https://, no credentials); AWS when unset.",
+        ),
     ] = None
-    region: Annotated[str | None, Field(default=None, description="S3 region.")] = None
+    region: Annotated[
+        str | None, Field(default=None, pattern=r"^[a-z0-9\-]+$", max_length=64, description="S3 region.")
+    ] = None
     credentials_secret: Annotated[
         SecretRef | None,
         Field(
@@ -132,15 +165,36 @@ class Storage(ApiModel):
     ] = "Retain"
 
 
-class Resources(ApiModel):
-    """A plain container resources block (requests/limits of cpu and memory)."""
+Quantity = Annotated[str, Field(pattern=K8S_QUANTITY_PATTERN, max_length=32)]
+# Resource names are checked by the model (the operator reports InvalidSpec), not by a CEL
+# rule: map keys have no length bound in a structural schema, so any CEL over them exceeds
+# the API server's cost budget. Values (the quantities) are checked by the API server.
+_RESOURCE_NAME = re.compile(r"^(cpu|memory|ephemeral-storage|hugepages-.+|[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+ResourceList = Annotated[dict[str, Quantity], Field(max_length=8)]
 
-    requests: dict[str, str] | None = None
-    limits: dict[str, str] | None = None
+
+class Resources(ApiModel):
+    """A container resources block: Kubernetes quantities (500m, 2Gi) per resource name."""
+
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _resource_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not _RESOURCE_NAME.match(name):
+                raise ValueError(f"{name[:64]!r} is not a resource name (cpu, memory, ephemeral-storage, "
+                                 "hugepages-<size>, vendor/name)")
+        return value
 
 
 class Build(ApiModel):
-    image: Annotated[str | None, Field(default=None, description="Builder image; the operator's default when unset.")] = None
+    image: Annotated[
+        str | None,
+        Field(default=None, pattern=IMAGE_PATTERN, max_length=512,
+              description="Builder image; the operator's default when unset. The chart's allowedImages may restrict it."),
+    ] = None
     resources: Resources | None = None
     active_deadline_seconds: Annotated[int, Field(ge=30, le=604800, description="Build timeout.")] = 3600
     backoff_limit: Annotated[int, Field(ge=0, le=10, description="Pod retries inside one build Job.")] = 0
@@ -165,5 +219,9 @@ class Serving(ApiModel):
     enabled: Annotated[bool, Field(description="Whether the operator runs a serving Deployment + Service.")] = True
     replicas: Annotated[int, Field(ge=0, le=100)] = 1
     port: Annotated[int, Field(ge=1024, le=65535)] = 8080
-    image: Annotated[str | None, Field(default=None, description="Serving image; the operator's default when unset.")] = None
+    image: Annotated[
+        str | None,
+        Field(default=None, pattern=IMAGE_PATTERN, max_length=512,
+              description="Serving image; the operator's default when unset. The chart's allowedImages may restrict it."),
+    ] = None
     resources: Resources | None = None

@@ -33,6 +33,7 @@ import psycopg
 from indexops_api.layout import render_location
 from indexops_api.manifest import SourceFingerprint
 from indexops_api.spec import FileSource, PostgresSource, S3Source, Source
+from indexops_api.sqltext import UnsafeQuery, single_read_statement
 from indexops_store import postgres as pg_shared
 from indexops_store.postgres import FailureKind
 from indexops_store.s3 import ArtifactStore, ObjectInfo, StorageError
@@ -134,10 +135,16 @@ def probe_postgres(
         target = pg_shared.describe_target(dsn)
     except ValueError as exc:
         raise ProbeError(f"the PostgreSQL connection string from {secret} is {exc}", reason="SourceInvalid") from None
+    if source.query is not None:
+        try:
+            single_read_statement(source.query)  # before any byte reaches the server
+        except UnsafeQuery as exc:
+            raise ProbeError(f"source.postgres.query {exc}", reason="SourceInvalid") from None
     try:
-        conn = psycopg.connect(dsn, connect_timeout=connect_timeout, application_name=APPLICATION_NAME)
+        conn = psycopg.connect(dsn, connect_timeout=connect_timeout, application_name=APPLICATION_NAME,
+                               options=pg_shared.session_options(int(statement_timeout * 1000)))
     except psycopg.Error as exc:
-        raise _connect_failure(exc, target, secret) from exc
+        raise _connect_failure(exc, target, secret, dsn) from None  # libpq's text may quote the DSN: never chained
     with conn:
         uri = pg_shared.source_uri(source, conn.info.host, conn.info.port, conn.info.dbname)
         conn.read_only = True
@@ -146,12 +153,12 @@ def probe_postgres(
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(statement_timeout * 1000)}ms"])
                 stats = pg_shared.read_stats(conn, source, now)
         except psycopg.Error as exc:
-            raise _query_failure(exc, uri, statement_timeout) from exc
+            raise _query_failure(exc, uri, statement_timeout, dsn) from None
     return SourceFingerprint(uri=uri, count=stats.count, watermark=stats.watermark)
 
 
-def _connect_failure(exc: psycopg.Error, target: str, secret: str) -> ProbeError:
-    text = pg_shared.one_line(exc)
+def _connect_failure(exc: psycopg.Error, target: str, secret: str, dsn: str) -> ProbeError:
+    text = pg_shared.one_line(exc, dsn)
     kind = pg_shared.connect_failure_kind(exc)
     if kind is FailureKind.NOT_FOUND:
         return ProbeError(f"postgres {target}: {text}", reason="SourceNotFound")
@@ -160,8 +167,8 @@ def _connect_failure(exc: psycopg.Error, target: str, secret: str) -> ProbeError
     return ProbeError(f"cannot connect to postgres {target}: {text}", reason="SourceUnreachable")
 
 
-def _query_failure(exc: psycopg.Error, uri: str, timeout: float) -> ProbeError:
-    text = pg_shared.one_line(exc)
+def _query_failure(exc: psycopg.Error, uri: str, timeout: float, dsn: str) -> ProbeError:
+    text = pg_shared.one_line(exc, dsn)
     kind = pg_shared.query_failure_kind(exc)
     if kind is FailureKind.AUTH:
         return ProbeError(f"{uri}: the role may not read the source: {text}", reason="SourceAuthFailed")

@@ -89,7 +89,7 @@ def indexes(cluster: Cluster, postgres_dsn: str):
     for seed, (name, policy) in enumerate((("drift-rebuild", "Rebuild"), ("drift-report", "Report"))):
         tables[name] = make_table(postgres_dsn, seed)
         source = {"postgres": {"dsnSecret": {"name": "pg"}, "table": tables[name], "batchSize": 500}}
-        apply_doc(cluster, ns, index_doc(cluster, name, PG_DIM, source, sync={"interval": "5s", "policy": policy}))
+        apply_doc(cluster, ns, index_doc(cluster, name, PG_DIM, source, sync={"interval": "10s", "policy": policy}))
     yield Indexes(ns, tables)
     next(namespaces, None)
 

@@ -55,7 +55,7 @@ KEY, IDS_KEY = "lifecycle-schedule/{horizon}/vectors.npy", "lifecycle-schedule/{
 PG_ROWS, PG_DIM = 300, 8
 PAUSE = 20  # seconds the slow query sleeps, per execution
 LEAD = 15  # the slow indexes are applied this long before the boundary
-HEARTBEAT = {"sync": {"interval": "5s"}}
+HEARTBEAT = {"sync": {"interval": "10s"}}  # the API server refuses less than 10s
 
 
 def now() -> datetime:

@@ -169,7 +169,7 @@ def test_a_probe_with_a_wrong_password_fails_as_source_auth_failed_naming_the_se
 
 @pytest.mark.parametrize(("dsn", "reason", "fragment"), [
     ("", "CredentialsMissing", "Secret 'pg' key 'dsn' is empty"),
-    ("this is not a dsn", "SourceInvalid", "not a valid libpq connection string"),
+    ("this is not a dsn", "SourceInvalid", "not a libpq key=value string"),
 ])
 def test_an_empty_or_malformed_connection_string_is_named_as_such(dsn: str, reason: str, fragment: str) -> None:
     with pytest.raises(ProbeError, match=fragment) as raised:
