@@ -6,14 +6,37 @@ any other storage failure propagates as ``StorageError`` (a status condition ups
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from indexops_api.layout import index_prefix, manifest_key, pointer_key
 from indexops_api.manifest import Manifest
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, FaissIndexStatus
-from indexops_store import ArtifactStore, StorageError, make_client
+from indexops_store import ArtifactStore, StorageError, StorageUnavailable, make_client
 from faiss_operator.model import JobObservation, StoredVersion
+
+T = TypeVar("T")
+# Every storage step of a reconcile pass (observe's reads, the pointer write, pruning, the
+# finalizer's delete) ends within this many seconds: a hung endpoint becomes
+# StorageUnavailable (Degraded, a metric) instead of a silent multi-minute stall of the
+# index's loop (botocore alone allows 4 attempts x 60 s read timeout). The call itself
+# cannot be interrupted; it finishes or times out in the pool's thread in the background.
+STORAGE_DEADLINE_SECONDS = float(os.environ.get("FAISS_OPERATOR_STORAGE_DEADLINE_SECONDS") or 10)
+_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="storage")
+
+
+def bounded(what: str, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
+    """``fn(*args)`` or ``StorageUnavailable`` once ``deadline`` seconds have passed."""
+    limit = STORAGE_DEADLINE_SECONDS if deadline is None else deadline
+    future = _POOL.submit(fn, *args)
+    try:
+        return future.result(timeout=limit)
+    except FutureTimeout:
+        raise StorageUnavailable(f"storage did not answer within {limit:.0f}s ({what})") from None
 
 
 def store_for(spec: FaissIndexSpec) -> ArtifactStore:
@@ -58,8 +81,8 @@ class Artifacts:
             return {}
         if last.result == BuildResult.RUNNING:
             job = next((j for j in jobs if j.name == last.job), None)
-            if job is not None and job.state != "Succeeded":
-                return {}
+            if job is not None and job.state == "Running":
+                return {}  # (a Failed Job's manifest is read too: a builder killed after the commit published)
         elif last.result in (BuildResult.FAILED, BuildResult.ROLLED_BACK) or last.version == status.current_version:
             return {}  # (a candidate's manifest is read too: promoting it copies its measurements)
         manifest, error = self.manifest(last.version)

@@ -48,6 +48,8 @@ class Reason(str, Enum):
     ROLLED_BACK = "RolledBack"
     WAITING_FOR_SAMPLES = "WaitingForSamples"
     REPLICAS_CONVERGING = "ReplicasConverging"
+    DISRUPTED = "Disrupted"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
 
 
 class EventReason(str, Enum):

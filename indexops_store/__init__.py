@@ -15,8 +15,9 @@ from indexops_store.s3 import (
     DeleteIncomplete,
     ObjectInfo,
     StorageError,
+    StorageUnavailable,
     VersionListing,
     make_client,
 )
 
-__all__ = ["ArtifactStore", "DeleteIncomplete", "ObjectInfo", "StorageError", "VersionListing", "make_client"]
+__all__ = ["ArtifactStore", "DeleteIncomplete", "ObjectInfo", "StorageError", "StorageUnavailable", "VersionListing", "make_client"]
