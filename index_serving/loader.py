@@ -94,6 +94,9 @@ class VersionLoader:
         self.store = store
         self.versions_prefix = versions_prefix.rstrip("/")
         self.cache_dir = cache_dir
+        # Called with (version, file) when a cached file is corrupt and fetched again; the
+        # runtime counts it (faiss_serving_cache_repairs): a disk that corrupts files must show.
+        self.on_cache_repair: Callable[[str, str], None] | None = None
 
     def directory(self, version: str) -> Path:
         return self.cache_dir / version
@@ -145,8 +148,13 @@ class VersionLoader:
 
     def _fetch_verified(self, version: str, entry: FileEntry, directory: Path) -> None:
         path = directory / entry.name
-        if path.is_file() and _matches(path, entry):
-            return
+        if path.is_file():
+            if _matches(path, entry):
+                return
+            log.warning("cached file is corrupt, downloading it again",
+                        extra={"version": version, "file": entry.name, "cachedBytes": path.stat().st_size, "manifestBytes": entry.size})
+            if self.on_cache_repair is not None:
+                self.on_cache_repair(version, entry.name)
         partial = directory / f".{entry.name}.part"
         key = f"{self.versions_prefix}/{version}/{entry.name}"
         try:
