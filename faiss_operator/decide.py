@@ -18,7 +18,7 @@ from indexops_api.fingerprint import describe_drift
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
-from faiss_operator.conditions import timestamp
+from faiss_operator.conditions import parse_time, timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
@@ -30,6 +30,7 @@ from faiss_operator.triggers import choose_trigger, next_retry_time
 
 HISTORY = 10  # finished builds kept in status.history
 FINISHED_JOBS_KEPT = 3  # finished builder Jobs kept for `kubectl logs`; older ones are deleted
+REPLACE_WAIT_SECONDS = 300  # a new build waits at most this long for a replaced builder's pods to be gone
 
 
 def decide(obs: Observation) -> Plan:
@@ -83,13 +84,14 @@ def decide(obs: Observation) -> Plan:
     pointer = desired_pointer(obs, status, shadow)
     status, condition_events = with_conditions(obs, spec, status)
     events += condition_events
+    resume = _resume(obs, status, events)
     return Plan(
         status=status,
         create_job=create,
         write_pointer=pointer if obs.storage_error is None else None,
         ensure_serving=spec.serving.enabled and status.current_version is not None,
         delete_jobs=delete_jobs,
-        resume_job=_resume(obs, status),
+        resume_job=resume,
         prune_versions=prune if obs.storage_error is None else [],
         events=events,
     )
@@ -231,13 +233,24 @@ def _other_builders_alive(obs: Observation, name: str) -> bool:
     return any(j.name != name and j.state == "Running" for j in obs.jobs)
 
 
-def _resume(obs: Observation, status: FaissIndexStatus) -> str | None:
+def _resume(obs: Observation, status: FaissIndexStatus, events: list[Event]) -> str | None:
+    """The tracked Job, created suspended, once no other builder is alive (or after REPLACE_WAIT_SECONDS).
+
+    The bound keeps a pod stuck terminating (an unreachable node) from holding builds forever:
+    then, and only then, two builders may overlap, and an Event says so.
+    """
     last = status.last_build
     if last is None or last.result != BuildResult.RUNNING:
         return None
     tracked = obs.job_named(last.job)
-    if tracked is None or not tracked.suspended or _other_builders_alive(obs, tracked.name):
+    if tracked is None or not tracked.suspended:
         return None
+    if _other_builders_alive(obs, tracked.name):
+        created = parse_time(last.start_time)
+        if created is None or (obs.now - created).total_seconds() < REPLACE_WAIT_SECONDS:
+            return None
+        events.append(Event("Warning", EventReason.BUILD_STARTED, f"Job {tracked.name} starts although a replaced builder is "
+                            f"still terminating after {REPLACE_WAIT_SECONDS}s (its pod may be on an unreachable node)"))
     return tracked.name
 
 

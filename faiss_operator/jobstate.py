@@ -99,7 +99,7 @@ def pod_failure(pod: Obj) -> Failure | None:
     container, term = found
     written = _written_message(term.get("message", ""))
     if written:
-        return Failure(written)
+        return Failure(f"builder pod {name} was deleted while it ran: {written}", disrupted=True) if deleted else Failure(written)
     code, reason = int(term.get("exitCode", 0)), term.get("reason") or "Error"
     sig = term.get("signal")
     sig_name = _signal_name(code) if not sig else (_signal_name(128 + int(sig)) or f"signal {sig}")

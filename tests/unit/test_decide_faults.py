@@ -8,6 +8,7 @@ finished Job does not keep saying "Building"; a replaced build never overlaps th
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 from indexops_api.layout import build_key
 from indexops_api.status import BuildResult, ConditionType, EventReason as ER, FaissIndexStatus, Reason
@@ -133,3 +134,16 @@ def test_a_stray_running_builder_is_deleted_so_it_cannot_block_the_new_build_for
     tracked = job(old, "Running", number=2)
     plan = decide(observation(new, building(old), jobs=(stray, tracked), generation=4))
     assert set(plan.delete_jobs) == {stray.name, tracked.name} and plan.create_job.suspended
+
+
+def test_a_replaced_builder_stuck_terminating_holds_the_new_build_at_most_five_minutes():
+    old, new = spec(), spec(**{"parameters.efSearch": 128})
+    stale = job(old, "Running", number=2)
+    first = decide(observation(new, building(old), job=stale, generation=4))
+    created = next_pass(observation(new, building(old), job=stale, generation=4), first)
+    stuck = (dataclasses.replace(stale, terminating=True), dataclasses.replace(created.jobs[-1], suspended=True))
+    waiting = decide(dataclasses.replace(created, jobs=stuck, now=created.now + timedelta(seconds=299)))
+    assert waiting.resume_job is None
+    late = decide(dataclasses.replace(created, jobs=stuck, now=created.now + timedelta(seconds=300)))
+    assert late.resume_job == stuck[1].name
+    assert any("still terminating after 300s" in e.message for e in late.events)

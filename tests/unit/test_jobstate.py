@@ -70,6 +70,8 @@ def test_a_job_is_finished_only_with_its_terminal_condition(conditions, status, 
         pytest.param(pod(137, disruption="EvictionByEvictionAPI"), "was disrupted (EvictionByEvictionAPI: Eviction API: evicting)", True,
                      id="an evicted pod (DisruptionTarget) is a disruption"),
         pytest.param(pod(None, deleted=True), "was deleted before it finished", True, id="deleted before any exit status"),
+        pytest.param(pod(1, message="BuildError: interrupted", deleted=True), "was deleted while it ran: BuildError: interrupted", True,
+                     id="a deleted pod stays a disruption even when the builder wrote a message"),
     ],
 )
 def test_a_failed_builder_pod_is_described_by_what_kubernetes_recorded(the_pod, expected, disrupted):
