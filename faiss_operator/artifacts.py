@@ -7,8 +7,10 @@ any other storage failure propagates as ``StorageError`` (a status condition ups
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -24,15 +26,29 @@ T = TypeVar("T")
 # finalizer's delete) ends within this many seconds: a hung endpoint becomes
 # StorageUnavailable (Degraded, a metric) instead of a silent multi-minute stall of the
 # index's loop (botocore alone allows 4 attempts x 60 s read timeout). The call itself
-# cannot be interrupted; it finishes or times out in the pool's thread in the background.
+# cannot be interrupted: it goes on in a pool thread until botocore gives up or the
+# endpoint answers, and while it does, the same step of the same index is not started
+# again (it fails at once instead), so a long hang holds at most one thread per step.
 STORAGE_DEADLINE_SECONDS = float(os.environ.get("FAISS_OPERATOR_STORAGE_DEADLINE_SECONDS") or 10)
-_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="storage")
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="storage")
+_inflight: dict[tuple[str, ...], tuple[Future, float]] = {}
+_inflight_lock = threading.Lock()
 
 
-def bounded(what: str, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
-    """``fn(*args)`` or ``StorageUnavailable`` once ``deadline`` seconds have passed."""
+def bounded(what: str, fn: Callable[..., T], *args: Any, deadline: float | None = None, key: tuple[str, ...] | None = None) -> T:
+    """``fn(*args)`` or ``StorageUnavailable`` once ``deadline`` seconds have passed.
+
+    ``key`` names the step (e.g. namespace, index, "observe"): while an earlier call of the
+    same step has not returned, this one fails at once rather than stacking another thread.
+    """
     limit = STORAGE_DEADLINE_SECONDS if deadline is None else deadline
-    future = _POOL.submit(fn, *args)
+    with _inflight_lock:
+        earlier = _inflight.get(key) if key is not None else None
+        if earlier is not None and not earlier[0].done():
+            raise StorageUnavailable(f"storage has not answered a call made {time.monotonic() - earlier[1]:.0f}s ago ({what})")
+        future = _POOL.submit(fn, *args)
+        if key is not None:
+            _inflight[key] = (future, time.monotonic())
     try:
         return future.result(timeout=limit)
     except FutureTimeout:

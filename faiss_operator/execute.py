@@ -52,7 +52,8 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
     if plan.write_pointer is not None and spec is not None:
         key = pointer_key(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         store, pointer, etag = store_for(spec), plan.write_pointer, obs.pointer_etag
-        bounded(f"writing s3://{spec.storage.bucket}/{key}", lambda: store.write_pointer(key, pointer, etag=etag))
+        bounded(f"writing s3://{spec.storage.bucket}/{key}", lambda: store.write_pointer(key, pointer, etag=etag),
+                key=(obs.namespace, obs.name, "pointer"))
         log.info("pointer %s -> %s", key, plan.write_pointer.to_wire())
     if plan.ensure_serving and spec is not None:
         args = dict(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec)
@@ -64,7 +65,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         store = store_for(spec)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         for version in plan.prune_versions:
-            bounded(f"pruning {version}", store.delete_version, prefix, version)
+            bounded(f"pruning {version}", store.delete_version, prefix, version, key=(obs.namespace, obs.name, "prune"))
     new_status = plan.status.model_dump(mode="json", by_alias=True)
     if new_status != obs.status.model_dump(mode="json", by_alias=True):
         api.custom.patch_namespaced_custom_object_status(

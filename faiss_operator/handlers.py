@@ -126,7 +126,8 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     if _stop_running_builders(namespace, name):
         raise kopf.TemporaryError("waiting for running builder Jobs to stop before deleting artifacts", delay=5)
     try:
-        deleted = bounded(f"deleting {where}", store_for(parsed).delete_prefix, prefix, deadline=120)
+        deleted = bounded(f"deleting {where}", store_for(parsed).delete_prefix, prefix, deadline=120,
+                          key=(namespace, name, "delete"))
     except StorageError as exc:  # keep the finalizer and retry: Delete means delete
         kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deleting {where} failed, retrying: {exc}")
         raise kopf.TemporaryError(f"deleting {where}: {exc}", delay=15) from exc

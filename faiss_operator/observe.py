@@ -153,7 +153,8 @@ def observe(body: dict[str, Any], now: datetime | None = None) -> Observation:
     }
     at = Artifacts(store_for(spec), spec, namespace, name)
     try:
-        fields.update(bounded(f"reading s3://{spec.storage.bucket}/{at.prefix}/", _read_storage, at, status, jobs, now))
+        fields.update(bounded(f"reading s3://{spec.storage.bucket}/{at.prefix}/", _read_storage, at, status, jobs, now,
+                              key=(namespace, name, "observe")))
     except StorageError as exc:
         fields["storage_error"] = str(exc)
         fields["storage_unavailable"] = isinstance(exc, StorageUnavailable)

@@ -79,3 +79,14 @@ def test_a_storage_that_answers_is_read_normally(s3_endpoint, s3, buckets):
     at = _artifacts(s3_endpoint)
     at.store.bucket = buckets.artifacts
     assert bounded("reading the pointer", at.store.read_pointer, at.pointer) == (None, None)
+
+
+def test_while_a_hung_call_has_not_returned_the_same_step_fails_at_once_instead_of_stacking_threads(hung_endpoint):
+    at = _artifacts(hung_endpoint)
+    step = ("ns", "idx", "observe")
+    with pytest.raises(StorageUnavailable, match="did not answer within 1s"):
+        bounded("reading the pointer", at.store.read_pointer, at.pointer, deadline=1, key=step)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match=r"has not answered a call made \d+s ago"):
+        bounded("reading the pointer", at.store.read_pointer, at.pointer, deadline=1, key=step)
+    assert time.monotonic() - started < 0.5
