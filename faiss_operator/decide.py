@@ -132,7 +132,7 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
         if job.disrupted:  # not the build's fault: record it, retry at once, do not count it toward Stalled
             failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.DISRUPTED.value, "message": message})
             event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
-            return failed_status(status, failed, retry_at=timestamp(obs.now)), [event]
+            return _uncounted_failure(status, failed, retry_at=timestamp(obs.now)), [event]
         failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.BUILD_FAILED.value, "message": message})
         event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
         return _finished(status, failed, failed_now=True), [event]
@@ -160,7 +160,7 @@ def _published(obs: Observation, last: LastBuild) -> bool:
     return m is not None and m.version == last.version and m.build_key == last.build_key
 
 
-def failed_status(status: FaissIndexStatus, last: LastBuild, retry_at: str) -> FaissIndexStatus:
+def _uncounted_failure(status: FaissIndexStatus, last: LastBuild, retry_at: str) -> FaissIndexStatus:
     """A failure that does not count (a disruption): retried at ``retry_at``, Stalled untouched."""
     return status.model_copy(update={"last_build": last, "next_retry_time": retry_at})
 

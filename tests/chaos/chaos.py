@@ -116,8 +116,12 @@ class QueryLoop:
             urls = self.cluster.service_pod_urls(f"{self.name}-serving", self.ns)
         except Exception:  # the API server may be down: keep the last view
             return
+        # promoted: seen serving or as the candidate, or a build that passed its gates (status
+        # history: a version current for less than a monitor tick is still recorded there)
+        passed = {b.get("version") for b in builds(st) if b.get("result") == "Succeeded"}
         with self._lock:
-            self.tally.promoted |= {v for v in (st.get("currentVersion"), st.get("candidateVersion")) if v}
+            self.tally.promoted |= {v for v in (st.get("currentVersion"), st.get("candidateVersion"), st.get("lastGoodVersion"))
+                                    if v} | {v for v in passed if v}
             if urls:
                 self._urls = urls
 
