@@ -282,14 +282,12 @@ def evict(cluster: Cluster, ns: str, pod: str) -> None:
     cluster.kubectl("create", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}/eviction", "-f", "-", input=json.dumps(body))
 
 
-def metric(url: str, name: str, **labels: str) -> float | None:
+def metric(url: str, metric_name: str, **labels: str) -> float | None:
+    """One sample of ``metric_name`` with these labels from a /metrics page (None: not exported)."""
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-        if not want and line.startswith(name + " "):
+        if line.startswith(metric_name + ("{" if labels else " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
 
