@@ -102,7 +102,12 @@ test-e2e: stack-up ## End-to-end tests against the local stack (operator install
 test: install lint tools ## Everything: unit, integration and e2e (starts and stops the stack)
 	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q $(PYTEST_ARGS)
 	$(STACK) up
-	set -o pipefail; $(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+	set -o pipefail; $(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+
+.PHONY: chaos
+chaos: install tools ## Every chaos scenario (tests/chaos: faults injected into the local stack; ~25 min), stack started and stopped
+	$(STACK) up
+	set -o pipefail; $(PY) -m pytest tests/chaos -q -s $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
 
 .PHONY: bench
 bench: install ## Benchmarks, each against a baseline in the same run (results under bench/results/)

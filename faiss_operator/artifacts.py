@@ -9,22 +9,58 @@ grant's credentials and the operator's size/time limits (``indexops_store.bounde
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from indexops_api.layout import index_prefix, manifest_key, pointer_key
 from indexops_api.manifest import Manifest
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, FaissIndexStatus
-from indexops_store import ArtifactStore, StorageError, make_client
+from indexops_store import ArtifactStore, StorageError, StorageUnavailable, make_client
 from indexops_store.bounded import Limits
 from faiss_operator.config import OperatorConfig
 from faiss_operator.model import JobObservation, StoredVersion
 from faiss_operator.storage_policy import OPERATOR_CREDENTIALS, Access, Refusal, StorageGrant, check_index
 
+T = TypeVar("T")
+# Every storage step of a reconcile pass (observe's reads, the pointer write, pruning, the
+# finalizer's delete) ends within this many seconds: a hung endpoint becomes
+# StorageUnavailable (Degraded, a metric) instead of a silent multi-minute stall of the
+# index's loop (botocore alone allows 4 attempts x 60 s read timeout). The call itself
+# cannot be interrupted: it goes on in a pool thread until botocore gives up or the
+# endpoint answers, and while it does, the same step of the same index is not started
+# again (it fails at once instead), so a long hang holds at most one thread per step.
+STORAGE_DEADLINE_SECONDS = float(os.environ.get("FAISS_OPERATOR_STORAGE_DEADLINE_SECONDS") or 10)
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="storage")
+_inflight: dict[tuple[str, ...], tuple[Future, float]] = {}
+_inflight_lock = threading.Lock()
 
 
+def bounded(what: str, fn: Callable[..., T], *args: Any, deadline: float | None = None, key: tuple[str, ...] | None = None) -> T:
+    """``fn(*args)`` or ``StorageUnavailable`` once ``deadline`` seconds have passed.
+
+    ``key`` names the step (e.g. namespace, index, "observe"): while an earlier call of the
+    same step has not returned, this one fails at once rather than stacking another thread.
+    """
+    limit = STORAGE_DEADLINE_SECONDS if deadline is None else deadline
+    with _inflight_lock:
+        earlier = _inflight.get(key) if key is not None else None
+        if earlier is not None and not earlier[0].done():
+            raise StorageUnavailable(f"storage has not answered a call made {time.monotonic() - earlier[1]:.0f}s ago ({what})")
+        future = _POOL.submit(fn, *args)
+        if key is not None:
+            _inflight[key] = (future, time.monotonic())
+    try:
+        return future.result(timeout=limit)
+    except FutureTimeout:
+        raise StorageUnavailable(f"storage did not answer within {limit:.0f}s ({what})") from None
 
 
 class StorageNotAllowed(StorageError):
@@ -120,8 +156,8 @@ class Artifacts:
             return {}
         if last.result == BuildResult.RUNNING:
             job = next((j for j in jobs if j.name == last.job), None)
-            if job is not None and job.state != "Succeeded":
-                return {}
+            if job is not None and job.state == "Running":
+                return {}  # (a Failed Job's manifest is read too: a builder killed after the commit published)
         elif last.result in (BuildResult.FAILED, BuildResult.ROLLED_BACK) or last.version == status.current_version:
             return {}  # (a candidate's manifest is read too: promoting it copies its measurements)
         manifest, error = self.manifest(last.version)

@@ -12,11 +12,13 @@ start a build (``triggers``) -> retention -> pointer -> conditions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from indexops_api.fingerprint import describe_drift
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
-from faiss_operator.conditions import timestamp
+from faiss_operator.conditions import parse_time, timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
@@ -28,6 +30,7 @@ from faiss_operator.triggers import choose_trigger, next_retry_time
 
 HISTORY = 10  # finished builds kept in status.history
 FINISHED_JOBS_KEPT = 3  # finished builder Jobs kept for `kubectl logs`; older ones are deleted
+REPLACE_WAIT_SECONDS = 300  # a new build waits at most this long for a replaced builder's pods to be gone
 
 
 def decide(obs: Observation) -> Plan:
@@ -62,6 +65,10 @@ def decide(obs: Observation) -> Plan:
         status, create, start_events, delete_jobs = _start_build(obs, status, key, decision.trigger, decision.replace_running)
         events += start_events
     delete_jobs += _old_finished_jobs(obs, status)
+    if create is not None and _other_builders_alive(obs, create.name):
+        create = replace(create, suspended=True)
+        delete_jobs += [j.name for j in obs.jobs  # one build at a time: a stray builder must not block this one
+                        if j.state == "Running" and j.name != create.name and not j.terminating and j.name not in delete_jobs]
 
     if spec.rollout.steps:
         status = advance_steps(obs, spec, status, events)
@@ -77,12 +84,14 @@ def decide(obs: Observation) -> Plan:
     pointer = desired_pointer(obs, status, shadow)
     status, condition_events = with_conditions(obs, spec, status)
     events += condition_events
+    resume = _resume(obs, status, events)
     return Plan(
         status=status,
         create_job=create,
         write_pointer=pointer if obs.storage_error is None else None,
         ensure_serving=spec.serving.enabled and status.current_version is not None,
         delete_jobs=delete_jobs,
+        resume_job=resume,
         prune_versions=prune if obs.storage_error is None else [],
         events=events,
     )
@@ -116,13 +125,17 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
         return status, []
     completion = (job.completion_time if job else None) or timestamp(obs.now)
     done = {"completion_time": completion}
-    if job is not None and job.state == "Failed":
+    if obs.storage_error is not None:
+        return status, []  # cannot read the manifest now (even a failed Job may have published); retry on the next pass
+    if job is not None and job.state == "Failed" and not _published(obs, last):
         message = job.message or "builder Job failed without a message"
+        if job.disrupted:  # not the build's fault: record it, retry at once, do not count it toward Stalled
+            failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.DISRUPTED.value, "message": message})
+            event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
+            return _uncounted_failure(status, failed, retry_at=timestamp(obs.now)), [event]
         failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.BUILD_FAILED.value, "message": message})
         event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
         return _finished(status, failed, failed_now=True), [event]
-    if obs.storage_error is not None:
-        return status, []  # cannot read the manifest now; retry on the next pass
     if obs.manifest is None or obs.manifest.version != last.version:
         if job is None:  # the Job vanished (deleted by hand, or TTL) and left no manifest
             message = f"builder Job {last.job} disappeared before it published a manifest"
@@ -137,8 +150,21 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
         f"p99={m.measurements.latency_p99_ms:.2f}ms, built in {m.timings.total_seconds:.1f}s"
     )
+    if job is not None and job.state == "Failed":  # the manifest is the commit: what happened after it does not matter
+        message += f" (its pod then failed: {job.message or 'no message'}; the published version counts)"
     warned = [Event("Warning", EventReason.BUILD_WARNING, f"version {m.version}: {w}") for w in m.warnings[:20]]
     return _finished(status, succeeded, failed_now=False), [Event("Normal", EventReason.BUILD_SUCCEEDED, message), *warned]
+
+
+def _published(obs: Observation, last: LastBuild) -> bool:
+    """The tracked build's manifest exists: the version is committed whatever the pod's exit."""
+    m = obs.manifest
+    return m is not None and m.version == last.version and m.build_key == last.build_key
+
+
+def _uncounted_failure(status: FaissIndexStatus, last: LastBuild, retry_at: str) -> FaissIndexStatus:
+    """A failure that does not count (a disruption): retried at ``retry_at``, Stalled untouched."""
+    return status.model_copy(update={"last_build": last, "next_retry_time": retry_at})
 
 
 def _finished(status: FaissIndexStatus, last: LastBuild, failed_now: bool) -> FaissIndexStatus:
@@ -197,6 +223,37 @@ def _start_build(
     if trigger in (Trigger.SPEC, Trigger.MANUAL):
         updates.update(consecutive_failures=0, next_retry_time=None)
     return status.model_copy(update=updates), create, events, delete
+
+
+def _other_builders_alive(obs: Observation, name: str) -> bool:
+    """Another builder Job of the index may still have a pod (running, or deleted and terminating).
+
+    A replaced build is deleted with foreground propagation, so its Job stays listed until
+    its pods are gone; the new build's Job is created suspended until then, and the two
+    builders never overlap on a node.
+    """
+    return any(j.name != name and j.state == "Running" for j in obs.jobs)
+
+
+def _resume(obs: Observation, status: FaissIndexStatus, events: list[Event]) -> str | None:
+    """The tracked Job, created suspended, once no other builder is alive (or after REPLACE_WAIT_SECONDS).
+
+    The bound keeps a pod stuck terminating (an unreachable node) from holding builds forever:
+    then, and only then, two builders may overlap, and an Event says so.
+    """
+    last = status.last_build
+    if last is None or last.result != BuildResult.RUNNING:
+        return None
+    tracked = obs.job_named(last.job)
+    if tracked is None or not tracked.suspended:
+        return None
+    if _other_builders_alive(obs, tracked.name):
+        created = parse_time(last.start_time)
+        if created is None or (obs.now - created).total_seconds() < REPLACE_WAIT_SECONDS:
+            return None
+        events.append(Event("Warning", EventReason.BUILD_STARTED, f"Job {tracked.name} starts although a replaced builder is "
+                            f"still terminating after {REPLACE_WAIT_SECONDS}s (its pod may be on an unreachable node)"))
+    return tracked.name
 
 
 def _old_finished_jobs(obs: Observation, status: FaissIndexStatus) -> list[str]:

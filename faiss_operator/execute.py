@@ -15,7 +15,7 @@ import kopf
 from indexops_api import constants as c
 from indexops_api.layout import index_prefix, pointer_key
 from faiss_operator import metrics
-from faiss_operator.artifacts import store_for
+from faiss_operator.artifacts import bounded, store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
 from faiss_operator.model import Observation, Plan
@@ -43,14 +43,18 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
             if not is_conflict(exc):  # already exists: an earlier pass created it
                 raise
     for name in plan.delete_jobs:
-        try:  # Background: the Job goes at once, its pods follow (a replaced build stops)
-            api.batch.delete_namespaced_job(name, obs.namespace, propagation_policy="Background")
+        try:  # Foreground: the Job stays (terminating) until its pods are gone, so the next build waits for it
+            api.batch.delete_namespaced_job(name, obs.namespace, propagation_policy="Foreground")
         except Exception as exc:
             if not is_not_found(exc):
                 raise
+    if plan.resume_job is not None:
+        api.batch.patch_namespaced_job(plan.resume_job, obs.namespace, {"spec": {"suspend": False}})
     if plan.write_pointer is not None and spec is not None:
         key = pointer_key(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
-        store_for(spec, obs.namespace, obs.name, config).write_pointer(key, plan.write_pointer, etag=obs.pointer_etag)
+        store, pointer, etag = store_for(spec, obs.namespace, obs.name, config), plan.write_pointer, obs.pointer_etag
+        bounded(f"writing s3://{spec.storage.bucket}/{key}", lambda: store.write_pointer(key, pointer, etag=etag),
+                key=(obs.namespace, obs.name, "pointer"))
         log.info("pointer %s -> %s", key, plan.write_pointer.to_wire())
         if spec.serving.enabled:
             notify_pointer_written(obs.namespace, obs.name, spec.serving.port)
@@ -64,7 +68,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         store = store_for(spec, obs.namespace, obs.name, config)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         for version in plan.prune_versions:
-            store.delete_version(prefix, version)
+            bounded(f"pruning {version}", store.delete_version, prefix, version, key=(obs.namespace, obs.name, "prune"))
     new_status = plan.status.model_dump(mode="json", by_alias=True)
     if new_status != obs.status.model_dump(mode="json", by_alias=True):
         api.custom.patch_namespaced_custom_object_status(

@@ -23,8 +23,9 @@ from faiss_operator import metrics
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
-from faiss_operator.kube import clients, is_not_found
-from faiss_operator.artifacts import StorageNotAllowed, store_for
+from faiss_operator.jobstate import is_finished
+from faiss_operator.kube import clients, is_not_found, to_dict
+from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
 from indexops_store import StorageError
 
@@ -72,6 +73,7 @@ def reconcile_once(namespace: str, name: str) -> float:
         return CONFIG.resync_seconds
     started = time.monotonic()
     obs = observe(body, config=CONFIG)
+    metrics.record_storage(namespace, name, obs.storage_error, obs.storage_unavailable)
     plan = decide(obs)
     execute(plan, obs, body, CONFIG)
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
@@ -124,7 +126,8 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     if _stop_running_builders(namespace, name):
         raise kopf.TemporaryError("waiting for running builder Jobs to stop before deleting artifacts", delay=5)
     try:
-        deleted = store_for(parsed, namespace, name, CONFIG).delete_prefix(prefix)
+        store = store_for(parsed, namespace, name, CONFIG)
+        deleted = bounded(f"deleting {where}", store.delete_prefix, prefix, deadline=120, key=(namespace, name, "delete"))
     except StorageNotAllowed as exc:  # never granted (or no longer): nothing of it may be touched
         kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"artifacts at {where} retained: {exc}")
         return
@@ -136,10 +139,14 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
 
 
 def _stop_running_builders(namespace: str, name: str) -> bool:
-    """Delete the index's unfinished builder Jobs; True while any still exists."""
+    """Delete the index's unfinished builder Jobs; True while any still exists.
+
+    Unfinished as ``observe`` sees it (no terminal condition): a Job retrying its pod
+    (``backoffLimit > 0``, ``status.failed`` already 1) still has a builder uploading.
+    """
     selector = f"{c.LABEL_INDEX}={name},{c.LABEL_COMPONENT}=builder"
     running = [j for j in clients().batch.list_namespaced_job(namespace, label_selector=selector).items
-               if not (j.status and (j.status.succeeded or j.status.failed))]
+               if not is_finished(to_dict(j))]
     for job in running:
         if job.metadata.deletion_timestamp is None:
             try:

@@ -36,6 +36,14 @@ def clients() -> Clients:
     )
 
 
+def to_dict(obj: object) -> dict:
+    """A client object as the API server serialises it (camelCase), for the pure modules."""
+    return kubernetes.client.ApiClient.sanitize_for_serialization(_SERIALIZER, obj)
+
+
+_SERIALIZER = kubernetes.client.ApiClient.__new__(kubernetes.client.ApiClient)  # no pool: serialising needs none
+
+
 def is_not_found(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status == 404
 

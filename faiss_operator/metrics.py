@@ -27,6 +27,8 @@ NEXT_BUILD = Gauge("faiss_operator_next_scheduled_build_timestamp_seconds", "Uni
 SERVING_VERSION = Gauge("faiss_operator_serving_version_info", "Serving version (value 1)", _L + ("version",))
 ROLLBACKS = Counter("faiss_operator_rollbacks_total", "Versions rolled back (failed online analysis, refused by every serving replica, or aborted)", _L)
 
+STORAGE_UNAVAILABLE = Gauge("faiss_operator_storage_unavailable", "1 while the index's storage does not answer within its deadline", _L)
+STORAGE_ERRORS = Counter("faiss_operator_storage_errors_total", "Reconcile passes whose storage reads failed, by kind", _L + ("kind",))
 ROLLOUT_PERCENT = Gauge("faiss_operator_rollout_percent", "Share of queries the candidate receives (100: no candidate)", _L)
 _serving_label: dict[tuple[str, str], str] = {}
 _recall_seen: set[tuple[str, str]] = set()
@@ -37,6 +39,13 @@ _RESULT_OF_EVENT = {"BuildSucceeded": "succeeded", "BuildFailed": "failed", "Val
 def _epoch(value: str | None) -> float | None:
     moment = parse_time(value)
     return moment.timestamp() if moment else None
+
+
+def record_storage(namespace: str, name: str, error: str | None, unavailable: bool) -> None:
+    """Exported at 0 from the first pass so an alert on the gauge needs no absent() guard."""
+    STORAGE_UNAVAILABLE.labels(namespace, name).set(1 if unavailable else 0)
+    if error is not None:
+        STORAGE_ERRORS.labels(namespace, name, "unavailable" if unavailable else "error").inc()
 
 
 def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: list[str]) -> None:

@@ -10,8 +10,7 @@ from indexops_api.manifest import Manifest, SourceFingerprint
 from indexops_api.pointer import ServingPointer
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import EventReason, FaissIndexStatus, Reason
-
-JobState = Literal["Running", "Succeeded", "Failed"]
+from faiss_operator.jobstate import JobState
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,9 @@ class JobObservation:
     message: str = ""
     number: int | None = None
     trigger: str | None = None
+    disrupted: bool = False  # failed because its pod was taken away (evicted, deleted): retried, not counted
+    terminating: bool = False  # being deleted (foreground: until its pods are gone)
+    suspended: bool = False  # created suspended: waits for an older builder's pods to be gone
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Observation:
     pointer: ServingPointer | None = None
     pointer_etag: str | None = None
     storage_error: str | None = None
+    storage_unavailable: bool = False  # the endpoint did not answer in time or refused the connection
     serving: ServingObservation | None = None
     versions: dict[str, StoredVersion] | None = None  # None: not listed (storage error)
     sync: SyncObservation | None = None  # set when a drift check ran on this pass
@@ -126,6 +129,7 @@ class JobToCreate:
     build_key: str
     number: int
     trigger: str
+    suspended: bool = False  # another builder Job of the index is still alive: start no pod yet
 
 
 @dataclass(frozen=True)
@@ -135,5 +139,6 @@ class Plan:
     write_pointer: ServingPointer | None = None
     ensure_serving: bool = False
     delete_jobs: list[str] = field(default_factory=list)
+    resume_job: str | None = None  # the tracked Job was created suspended and nothing overlaps it any more
     prune_versions: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

@@ -32,6 +32,15 @@ _CONTAINER_SECURITY = {
 }
 
 
+# A pod taken away (eviction, preemption, drain: the DisruptionTarget condition) is replaced
+# without counting toward backoffLimit (Kubernetes >= 1.26; needs restartPolicy Never).
+# Other pod failures count as usual; a plain `kubectl delete pod` sets no DisruptionTarget,
+# so the Job fails and ``jobstate`` recognises the deleted pod as a disruption instead.
+POD_FAILURE_POLICY: dict[str, Any] = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}],
+}
+
+
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": c.API_VERSION,
@@ -112,6 +121,8 @@ def build_job(
         "spec": {
             "backoffLimit": spec.build.backoff_limit,
             "activeDeadlineSeconds": spec.build.active_deadline_seconds,
+            "podFailurePolicy": POD_FAILURE_POLICY,
+            "suspend": job.suspended,  # resumed by the operator once a replaced build's pods are gone
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": {
@@ -132,7 +143,9 @@ def build_job(
                                 {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
                             ),
                             "securityContext": _CONTAINER_SECURITY,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            # File: a message is one the builder wrote; without one the operator reads the
+                            # terminated state (OOMKilled, signal, exit code), never a log line.
+                            "terminationMessagePolicy": "File",
                             "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
                         }
                     ],

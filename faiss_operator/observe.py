@@ -15,13 +15,13 @@ from indexops_api import constants as c
 from indexops_api.layout import serving_name
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, FaissIndexStatus, Reason
-from indexops_store import StorageError
-from faiss_operator.artifacts import Artifacts, access_for, store_for
+from indexops_store import StorageError, StorageUnavailable
+from faiss_operator.artifacts import Artifacts, access_for, bounded, store_for
 from faiss_operator.conditions import parse_time
 from faiss_operator.config import OperatorConfig
 from faiss_operator.images import image_refusal
-from faiss_operator.kube import clients, is_not_found
-from faiss_operator.config import OperatorConfig
+from faiss_operator.jobstate import Failure, job_failure, job_state
+from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.model import JobObservation, Observation, ServingObservation
 from faiss_operator.storage_policy import Refusal
 from faiss_operator.replicas import observe_replicas
@@ -51,38 +51,20 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-def _last_line(text: str) -> str:
-    """Termination messages may fall back to a log tail; the last line says what failed."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def _termination_message(namespace: str, job: str) -> str:
-    pods = clients().core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
-    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min, reverse=True):
-        for cs in (pod.status.container_statuses or []) if pod.status else []:
-            term = cs.state.terminated if cs.state else None
-            if term is not None and term.exit_code != 0:
-                return _last_line(term.message or "") or f"builder exited with code {term.exit_code} ({term.reason})"
-    return ""
+def _failure(namespace: str, job: dict[str, Any]) -> Failure:
+    name = job["metadata"]["name"]
+    pods = clients().core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    return job_failure(job, [to_dict(p) for p in pods])
 
 
 def _job_observation(job: Any, namespace: str, want_message: bool) -> JobObservation:
     annotations = job.metadata.annotations or {}
-    conditions = {cond.type: cond for cond in ((job.status.conditions if job.status else None) or []) if cond.status == "True"}
+    raw = to_dict(job)
     name = job.metadata.name
-    if "Complete" in conditions:
-        state, message = "Succeeded", ""
-    elif "Failed" in conditions:
-        state = "Failed"
-        reason = conditions["Failed"].reason or "Failed"
-        message = _termination_message(namespace, name) if want_message else ""
-        if reason == "DeadlineExceeded":
-            message = f"build exceeded activeDeadlineSeconds ({job.spec.active_deadline_seconds}s)" + (f": {message}" if message else "")
-        elif not message:
-            message = f"{reason}: {conditions['Failed'].message or ''}".strip()
-    else:
-        state, message = "Running", ""
+    state, message, disrupted = job_state(raw), "", False
+    if state == "Failed" and want_message:
+        failure = _failure(namespace, raw)
+        message, disrupted = failure.message, failure.disrupted
     number = annotations.get(c.ANNOTATION_BUILD_NUMBER, "")
     return JobObservation(
         name=name,
@@ -94,6 +76,9 @@ def _job_observation(job: Any, namespace: str, want_message: bool) -> JobObserva
         message=message,
         number=int(number) if number.isdigit() else None,
         trigger=annotations.get(c.ANNOTATION_TRIGGER),
+        disrupted=disrupted,
+        terminating=job.metadata.deletion_timestamp is not None,
+        suspended=bool(job.spec.suspend) if job.spec else False,
     )
 
 
@@ -134,6 +119,19 @@ def _build_just_ended(status: FaissIndexStatus, jobs: tuple[JobObservation, ...]
     return job is None or job.state != "Running"
 
 
+def _read_storage(at: Artifacts, status: FaissIndexStatus, jobs: tuple[JobObservation, ...], now: datetime,
+                  config: OperatorConfig | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    fields["pointer"], fields["pointer_etag"] = at.store.read_pointer(at.pointer)
+    fields["versions"] = at.versions()
+    fields.update(at.manifest_to_gate(status, jobs))
+    fields.update(at.pin_target(status))
+    if sync_due(at.spec, status, now) and not _build_just_ended(status, jobs):
+        fields["sync"] = probe_sync(at, status, at.namespace, now, config)
+        fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
+    return fields
+
+
 def observe(body: dict[str, Any], now: datetime | None = None, config: OperatorConfig | None = None) -> Observation:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -165,16 +163,11 @@ def observe(body: dict[str, Any], now: datetime | None = None, config: OperatorC
         "promote_request": annotations.get(c.ANNOTATION_PROMOTE) or None,
         "abort_request": annotations.get(c.ANNOTATION_ABORT) or None,
     }
-    store = store_for(spec, namespace, name, config)
-    at = Artifacts(store, spec, namespace, name)
     try:
-        fields["pointer"], fields["pointer_etag"] = store.read_pointer(at.pointer)
-        fields["versions"] = at.versions()
-        fields.update(at.manifest_to_gate(status, jobs))
-        fields.update(at.pin_target(status))
-        if sync_due(spec, status, now) and not _build_just_ended(status, jobs):
-            fields["sync"] = probe_sync(at, status, namespace, now, config)
-            fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
+        at = Artifacts(store_for(spec, namespace, name, config), spec, namespace, name)
+        fields.update(bounded(f"reading s3://{spec.storage.bucket}/{at.prefix}/", _read_storage, at, status, jobs, now, config,
+                              key=(namespace, name, "observe")))
     except StorageError as exc:
         fields["storage_error"] = str(exc)
+        fields["storage_unavailable"] = isinstance(exc, StorageUnavailable)
     return Observation(spec=spec, spec_error=None, jobs=jobs, serving=serving, **base, **fields, **fields_replicas)

@@ -15,9 +15,10 @@ REQUIRED: dict[tuple[str, str], frozenset[str]] = {
     (GROUP, PLURAL): frozenset({"get", "list", "watch", "patch"}),
     # execute.py: status is written only by the operator.
     (GROUP, f"{PLURAL}/status"): frozenset({"patch"}),
-    # execute.py creates builder Jobs and deletes replaced/old finished ones; observe lists
-    # an index's Jobs; handlers watches them.
-    ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "delete"}),
+    # execute.py creates builder Jobs, resumes one created suspended (it waited for a replaced
+    # build's pods to go), deletes replaced/old finished ones; observe lists an index's Jobs;
+    # handlers watches them.
+    ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "patch", "delete"}),
     # observe._termination_message lists a failed Job's pods; replicas.py lists serving pods.
     ("", "pods"): frozenset({"list"}),
     # replicas.py: only pods of a ReplicaSet controlled by the operator's Deployment report.

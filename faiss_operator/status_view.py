@@ -53,10 +53,17 @@ def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | No
     return f"{on}/{len(reports)} serving replicas have loaded {want}{refused}"
 
 
-def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     last = status.last_build
     if last is not None and last.result == BuildResult.RUNNING:
+        job = obs.job_named(last.job)
+        if job is not None and job.state != "Running" and obs.storage_error is not None:
+            # the Job ended but its manifest cannot be read: say so instead of "building"
+            reason = Reason.STORAGE_UNAVAILABLE if obs.storage_unavailable else Reason.STORAGE_ERROR
+            return True, reason, f"Job {last.job} finished ({job.state}); its result is read once storage answers: {obs.storage_error}"
         why = f" ({last.trigger.value})" if last.trigger else ""
+        if job is not None and job.suspended:
+            return True, Reason.BUILDING, f"Job {last.job} will build version {last.version}{why} once the replaced builder's pods are gone"
         return True, Reason.BUILDING, f"Job {last.job} is building version {last.version}{why}"
     if status.candidate_version is not None:
         verdict = f"; {status.analysis.verdict}" if status.analysis is not None and status.analysis.verdict and status.rollout_step is not None else ""
@@ -77,7 +84,8 @@ def _degraded(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
     last = status.last_build
     problem = pin_problem(obs, spec, status)
     if obs.storage_error is not None:
-        return True, Reason.STORAGE_ERROR, obs.storage_error
+        serves = f"; {status.current_version} keeps serving" if status.current_version else ""
+        return True, Reason.STORAGE_UNAVAILABLE if obs.storage_unavailable else Reason.STORAGE_ERROR, obs.storage_error + serves
     if problem is not None:
         return True, Reason.PINNED_VERSION_MISSING, f"{problem}; {status.current_version} keeps serving"
     if current_missing(obs, status):
@@ -113,7 +121,7 @@ def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSt
     conds = list(status.conditions)
     verdicts = {
         ConditionType.READY: _ready(obs, spec, status),
-        ConditionType.PROGRESSING: _progressing(spec, status),
+        ConditionType.PROGRESSING: _progressing(obs, spec, status),
         ConditionType.DEGRADED: _degraded(obs, spec, status),
         ConditionType.STALLED: _stalled(spec, status),
     }

@@ -12,6 +12,7 @@ from faissctl.app import App
 from faissctl.commands.annotate import abort, promote, rebuild
 from faissctl.commands.bench import bench
 from faissctl.commands.local import build, validate
+from faissctl.commands.query import query
 from faissctl.commands.status import status
 from faissctl.commands.versions import pin, unpin, versions
 
@@ -37,7 +38,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(App)
 
 
-for command in (status, versions, rebuild, promote, abort, pin, unpin, validate, build, bench):
+for command in (status, versions, rebuild, promote, abort, pin, unpin, validate, build, bench, query):
     cli.add_command(command)
 
 

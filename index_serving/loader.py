@@ -29,10 +29,10 @@ import numpy as np
 
 from index_serving.errors import VersionRejected
 from indexops_api.constants import MANIFEST_FILE
-from indexops_api.manifest import Manifest
+from indexops_api.manifest import FileEntry, Manifest
 from indexops_api.spec import Metric
 from index_serving.fetch import FetchFailed, FetchWorker, fetch_verified
-from indexops_store.s3 import ArtifactStore, StorageError
+from indexops_store.s3 import ArtifactStore, StorageError, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,9 @@ class VersionLoader:
         self.worker = FetchWorker(store) if subprocess_fetch else None
         self.versions_prefix = versions_prefix.rstrip("/")
         self.cache_dir = cache_dir
+        # Called with (version, file) when a cached file is corrupt and fetched again; the
+        # runtime counts it (faiss_serving_cache_repairs): a disk that corrupts files must show.
+        self.on_cache_repair: Callable[[str, str], None] | None = None
 
     def directory(self, version: str) -> Path:
         return self.cache_dir / version
@@ -161,9 +164,25 @@ class VersionLoader:
                 raise VersionRejected(version, "manifest", f"manifest lists an unsafe file name {name!r}")
         return manifest
 
+    def _cached(self, version: str, entry: FileEntry, directory: Path) -> bool:
+        """A cached copy that matches the manifest is kept; a corrupt one is logged, counted and removed."""
+        path = directory / entry.name
+        if not path.is_file():
+            return False
+        if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
+            return True
+        log.warning("cached file is corrupt, downloading it again",
+                    extra={"version": version, "file": entry.name, "cachedBytes": path.stat().st_size, "manifestBytes": entry.size})
+        if self.on_cache_repair is not None:
+            self.on_cache_repair(version, entry.name)
+        path.unlink(missing_ok=True)
+        return False
+
     def _fetch_all(self, version: str, manifest: Manifest, directory: Path, low_priority: bool) -> None:
         files = [{"key": f"{self.versions_prefix}/{version}/{e.name}", "name": e.name, "size": e.size, "sha256": e.sha256}
-                 for e in manifest.files]
+                 for e in manifest.files if not self._cached(version, e, directory)]
+        if not files:
+            return
         try:
             if self.worker is not None and low_priority:
                 self.worker.fetch(files, directory)

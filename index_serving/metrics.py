@@ -39,6 +39,11 @@ class ServingMetrics:
             "faiss_serving_load_failures", "Versions rejected, by version and reason (manifest|memory|download|checksum|load|warmup|invalid).",
             ["version", "reason"], registry=r,
         )
+        self.cache_repairs = Counter(
+            "faiss_serving_cache_repairs",
+            "Cached files that no longer matched their manifest (size or sha256) and were downloaded again, by version.",
+            ["version"], registry=r,
+        )
         self.fallbacks = Counter(
             "faiss_serving_candidate_fallbacks",
             "Queries routed to a candidate that is not loaded or whose search failed, answered by stable instead.",

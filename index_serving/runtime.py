@@ -93,6 +93,7 @@ class IndexRuntime:
         self.metrics = metrics or ServingMetrics()
         prefix = versions_prefix or ServingConfig(store.bucket, pointer_key).versions_prefix
         self.loader = loader or VersionLoader(store, prefix, cache_dir, subprocess_fetch=subprocess_fetch)
+        self.loader.on_cache_repair = lambda version, _file: self.metrics.cache_repairs.labels(version=version).inc()
         self.enabled = enabled
         self.fallback = fallback
         self.shadow = ShadowWorker(self.metrics, shadow_queue_size)

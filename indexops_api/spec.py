@@ -44,6 +44,10 @@ __all__ = [  # re-exported: the spec's parts live in spec_ops to keep modules sm
 
 HORIZON_PATTERN = r"^[1-9][0-9]*(m|h|d)$"
 # Five cron fields or a macro; the operator double-checks with a real cron parser.
+# The shapes of IANA zone names (Area/Location[/Sub], Title words like Japan, upper-case ones
+# like UTC or EST5EDT): rejects junk such as NaN, null or numbers at admission. Whether the
+# zone exists is checked by ``_zone_exists`` (the operator refuses it as InvalidSpec).
+TIME_ZONE_PATTERN = r"^([A-Z][a-z]+(_[A-Z][a-z]+)*|[A-Z][A-Z0-9+-]*[A-Z0-9]|[A-Z][A-Za-z_-]*(/[A-Za-z0-9_+-]+){1,2}|GB-Eire)$"
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
 
 
@@ -314,7 +318,8 @@ class FaissIndexSpec(ApiModel):
     ] = None
     time_zone: Annotated[
         str | None,
-        Field(default=None, max_length=64, description="IANA time zone of the schedule, e.g. Europe/Berlin; UTC when unset."),
+        Field(default=None, max_length=64, pattern=TIME_ZONE_PATTERN,
+              description="IANA time zone of the schedule, e.g. Europe/Berlin; UTC when unset."),
     ] = None
     suspend: Annotated[
         bool, Field(description="Stop scheduled and drift-triggered builds; spec changes and manual rebuilds still build.")

@@ -49,6 +49,8 @@ class Reason(str, Enum):
     WAITING_FOR_SAMPLES = "WaitingForSamples"
     REPLICAS_CONVERGING = "ReplicasConverging"
     STORAGE_NOT_ALLOWED = "StorageNotAllowed"
+    DISRUPTED = "Disrupted"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
 
 
 class EventReason(str, Enum):

@@ -23,7 +23,8 @@ from typing import Any
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import ValidationError
 
 from indexops_api.constants import ENV_S3_ENDPOINT, MANIFEST_FILE
@@ -142,6 +143,8 @@ def _describe(exc: Exception, bucket: str, key: str) -> StorageError:
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return StorageError(f"access denied to {where}: check the storage credentials ({code})", denied=True)
         return StorageError(f"{where}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', exc)}")
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):  # connect/read timeouts, refused, endpoint errors
+        return StorageUnavailable(f"{where}: storage unreachable: {exc}")
     return StorageError(f"{where}: storage unreachable: {exc}")
 
 

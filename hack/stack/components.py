@@ -166,6 +166,7 @@ class Component:
     timeout: float
     wait_before_next: bool  # later components need this one healthy first
     stop_grace: float = 10.0
+    ports: tuple[str, ...] = ()  # keys of Ctx.ports it listens on: `up` waits until they are free
 
 
 def _ignore_pid(f: Callable[[Ctx], str | None]) -> Callable[[Ctx, int | None], str | None]:
@@ -173,9 +174,9 @@ def _ignore_pid(f: Callable[[Ctx], str | None]) -> Callable[[Ctx, int | None], s
 
 
 COMPONENTS: list[Component] = [
-    Component("moto-s3", moto_argv, _ignore_pid(moto_ready), 60, wait_before_next=False),
-    Component("etcd", etcd_argv, _ignore_pid(etcd_ready), 60, wait_before_next=True),
-    Component("kube-apiserver", apiserver_argv, _ignore_pid(apiserver_ready), 180, True),
+    Component("moto-s3", moto_argv, _ignore_pid(moto_ready), 60, wait_before_next=False, ports=("s3",)),
+    Component("etcd", etcd_argv, _ignore_pid(etcd_ready), 60, wait_before_next=True, ports=("etcd_client", "etcd_peer")),
+    Component("kube-apiserver", apiserver_argv, _ignore_pid(apiserver_ready), 180, True, ports=("apiserver",)),
     Component("kube-controller-manager", kcm_argv, _ignore_pid(kcm_ready), 120, False),
     Component("node-agent", agent_argv, agent_ready, 60, False, stop_grace=40),
 ]

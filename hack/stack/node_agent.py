@@ -9,7 +9,7 @@ shared/design/LOCAL_CLUSTER.md). It:
   InternalIP 127.0.0.1), renews its Lease and Ready heartbeat every 10 s;
 - binds every unscheduled pod to itself (pods/binding) and runs it: images are
   ignored, each container's command/args run from the project venv inside a private
-  mount namespace, each pod gets its own loopback IP 127.0.0.N as status.podIP;
+  mount namespace, each pod gets its own loopback IP 127.S.x.N (S: this stack's claimed range) as status.podIP;
 - writes pod status like a kubelet so the real Job, ReplicaSet/Deployment and
   EndpointSlice controllers do the rest, and honours graceful deletion;
 - keeps FQDN-typed EndpointSlices for Services (loopback IPs are rejected in
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import hashlib
 import logging
 import os
@@ -31,7 +32,7 @@ import platform
 import signal
 import sys
 import threading
-
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -53,27 +54,52 @@ HEARTBEAT_SECONDS = 10
 KUBELET_VERSION = "v1.33.13"
 
 
-class IpPool:
-    """Loopback pod IPs 127.S.0.2-254 (then 127.S.1.x ...), reused once released.
+RANGE_LOCKS = Path(os.environ.get("FAISS_STACK_IP_LOCK_DIR") or "/tmp/faiss-stack-ip-ranges")
 
-    ``S`` is 0 for the default stack and derived from the state directory otherwise, so
-    two stacks on one machine (parallel test runs) never hand out the same pod IP.
+
+class IpPool:
+    """Loopback pod IPs 127.S.0.1-254 (then 127.S.1.x ...), reused once released.
+
+    ``S`` (16..215) is derived from the state directory, whose path differs for every
+    checkout (two worktrees' default ``.stack`` included), and *claimed*: the agent holds
+    an flock on ``/tmp/faiss-stack-ip-ranges/S.lock`` for its lifetime and moves on to the
+    next ``S`` when another stack holds it, so two stacks on one host never share a range
+    (before, every default stack used 127.0.0.N and an operator crash-looped on "Address
+    already in use"). An address something else listens on is skipped too.
     """
 
-    def __init__(self, octet: int = 0) -> None:
+    def __init__(self, octet: int = 0, in_use: Callable[[str], bool] | None = None) -> None:
         self._lock = threading.Lock()
         self._by_uid: dict[str, str] = {}
         self._octet = octet
+        self._in_use = in_use or listening_on
 
     @staticmethod
     def octet_for(state_dir: Path) -> int:
-        if state_dir.resolve() == (REPO_ROOT / ".stack").resolve():
-            return 0
         return 16 + int(hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest(), 16) % 200
 
+    @staticmethod
+    def claim(state_dir: Path, locks: Path = RANGE_LOCKS) -> tuple[int, Any]:
+        """The first free range from ``octet_for`` on, and the open lock file that holds it."""
+        locks.mkdir(parents=True, exist_ok=True)
+        first = IpPool.octet_for(state_dir)
+        for step in range(200):
+            octet = 16 + (first - 16 + step) % 200
+            handle = open(locks / f"{octet}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {state_dir.resolve()}\n")
+            handle.flush()
+            return octet, handle
+        raise RuntimeError(f"every pod IP range under {locks} is claimed by another stack")
+
     def _candidates(self) -> list[str]:
-        return [f"127.{self._octet}.{hi}.{lo}" for hi in range(0, 8) for lo in range(1, 255)
-                if (hi, lo) != (0, 1)]
+        return [f"127.{self._octet}.{hi}.{lo}" for hi in range(0, 8) for lo in range(1, 255)]
 
     def allocate(self, uid: str, preferred: str | None = None) -> str:
         with self._lock:
@@ -84,7 +110,7 @@ class IpPool:
             if preferred in candidates and preferred not in used:
                 ip = preferred
             else:
-                ip = next((c for c in candidates if c not in used), "")
+                ip = next((c for c in candidates if c not in used and not self._in_use(c)), "")
             if not ip:
                 raise RuntimeError("out of loopback pod IPs")
             self._by_uid[uid] = ip
@@ -93,6 +119,16 @@ class IpPool:
     def release(self, uid: str) -> None:
         with self._lock:
             self._by_uid.pop(uid, None)
+
+
+def listening_on(ip: str) -> bool:
+    """Whether any TCP socket listens on ``ip`` (read from /proc/net/tcp, no privileges)."""
+    wanted = "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f[1].split(":")[0] == wanted and f[3] == "0A" for f in (line.split() for line in lines) if len(f) > 3)
 
 
 def micro_now() -> str:
@@ -111,7 +147,9 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.done: set[str] = set()
         self.final_deleted: set[str] = set()
-        self.ips = IpPool(IpPool.octet_for(state_dir))
+        octet, self._range_lock = IpPool.claim(state_dir)
+        self.ips = IpPool(octet)
+        log.info("pod IPs from 127.%d.0.0/21", octet)
         self.mark = os.environ.get(MARK_ENV) or str(state_dir)
         server = urlparse(kube.server)
         self.api_host, self.api_port = server.hostname or HOST_IP, server.port or 443

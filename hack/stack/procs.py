@@ -41,6 +41,15 @@ def environ_of(pid: int) -> dict[str, str]:
     return out
 
 
+def cmdline_of(pid: int) -> list[str]:
+    """argv of a process ([] when it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
 def alive(pid: int | None, mark: str | None = None) -> bool:
     """Process exists, is not a zombie, and (if given) carries our stack mark."""
     if not pid:

@@ -29,7 +29,7 @@ from components import (BUILD_SCRIPT, COMPONENTS, REQUIRED_TOOLS, STOP_ORDER,  #
                         Component, Ctx)
 from pki import ensure_pki, write_kubeconfig  # noqa: E402
 from stackconf import (TOOLS_BIN, StackPaths, base_env, choose_ports,  # noqa: E402
-                       write_env_file)
+                       port_is_free, write_env_file)
 
 
 def say(msg: str) -> None:
@@ -60,12 +60,39 @@ def ensure_tools() -> None:
         say(f"tools built in {time.monotonic() - started:.0f}s")
 
 
+PREDECESSOR_WAIT_SECONDS = 90.0
+
+
+def wait_for_predecessor(comp: Component, ctx: Ctx, timeout: float = PREDECESSOR_WAIT_SECONDS) -> None:
+    """Wait until an earlier instance of comp (stopped, still shutting down) is gone and its ports are free.
+
+    Restarting a component right after `down` (or after it was killed) used to fail: the
+    old kube-apiserver was still draining and held its port, and the new one exited with
+    "address already in use".
+    """
+    binary = comp.argv(ctx)[0]
+    deadline, said = time.monotonic() + timeout, False
+    while True:
+        old = [p for p in procs.marked_pids(ctx.paths.mark) if procs.cmdline_of(p)[:1] == [binary]]
+        busy = [ctx.ports[k] for k in comp.ports if not port_is_free(ctx.ports[k])]
+        if not old and not busy:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"{comp.name}: an earlier instance is still shutting down after {timeout:.0f}s "
+                             f"(pids {old}, ports in use {busy}); `stack.py down` stops it")
+        if not said:
+            say(f"{comp.name}: waiting for the previous instance to exit (pids {old}, ports in use {busy})")
+            said = True
+        time.sleep(0.5)
+
+
 def start(comp: Component, ctx: Ctx) -> tuple[int, bool]:
     """Start comp unless its recorded pid is alive; returns (pid, started_now)."""
     pid = procs.read_pid(ctx.paths.pidfile(comp.name))
     if procs.alive(pid, ctx.paths.mark):
         assert pid is not None
         return pid, False
+    wait_for_predecessor(comp, ctx)
     proc = procs.spawn(comp.argv(ctx), ctx.paths.log(comp.name), base_env(ctx.paths),
                        cwd=ctx.paths.root)
     ctx.paths.pidfile(comp.name).write_text(f"{proc.pid}\n")

@@ -162,6 +162,8 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.INVALID_SPEC: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.STORAGE_NOT_ALLOWED: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.STORAGE_ERROR: (ConditionType.DEGRADED, "True", "Degraded"),
+    Reason.STORAGE_UNAVAILABLE: (ConditionType.DEGRADED, "True", "Degraded"),
+    Reason.DISRUPTED: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.SOURCE_DRIFT: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.SYNC_FAILED: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.ARTIFACTS_MISSING: (ConditionType.DEGRADED, "True", "Degraded"),
