@@ -16,6 +16,7 @@ from indexops_api.fingerprint import describe_drift
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
+from faiss_operator.adoption import adopt
 from faiss_operator.conditions import timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
@@ -36,6 +37,8 @@ def decide(obs: Observation) -> Plan:
     spec, status = obs.spec, obs.status
     events: list[Event] = []
     status = _recover_on_spec_change(obs, status)
+    status, adopted = adopt(obs, spec, status, build_key(spec))  # a lost status, rebuilt from storage
+    events += adopted
 
     failures_before = status.consecutive_failures
     status, finished = _follow_build(obs, status)

@@ -105,6 +105,7 @@ class Observation:
     pinned_manifest: Manifest | None = None
     pinned_error: str | None = None
     replicas: tuple[ReplicaReport, ...] | None = None  # None: not asked (serving disabled / nothing serves)
+    adoptable: dict[str, Manifest] | None = None  # manifests read to rebuild a lost status (adoption); None: not read
 
     def job_named(self, name: str | None) -> JobObservation | None:
         return next((j for j in self.jobs if j.name == name), None)

@@ -77,6 +77,7 @@ class EventReason(str, Enum):
     ARTIFACTS_RETAINED = "ArtifactsRetained"
     ROLLED_BACK = "RolledBack"
     STEP_ADVANCED = "StepAdvanced"
+    ADOPTED = "Adopted"  # status rebuilt from the pointer and manifests in storage
 
 
 class Trigger(str, Enum):
