@@ -26,6 +26,7 @@ from faiss_operator.execute import execute
 from faiss_operator.kube import clients, is_not_found
 from faiss_operator.artifacts import store_for
 from faiss_operator.observe import observe, parse_spec
+from faiss_operator.pacing import idle_delay
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def wake(namespace: str | None, name: str | None) -> None:
-    if namespace and name:
-        _wakeups[(namespace, name)].set()
+    """Wake the index's loop; events for indexes without one (e.g. a deleted index's Jobs) add nothing."""
+    event = _wakeups.get((namespace, name)) if namespace and name else None
+    if event is not None:
+        event.set()
 
 
 @kopf.on.startup()
@@ -80,7 +83,10 @@ def reconcile_once(namespace: str, name: str) -> float:
     if plan.write_pointer is not None:
         return POINTER_SETTLE_SECONDS  # look again soon: replicas load the new pointer within seconds
     busy = building or plan.status.candidate_version is not None or obs.storage_error
-    return CONFIG.poll_seconds_while_building if busy else CONFIG.resync_seconds
+    if busy:
+        return CONFIG.poll_seconds_while_building
+    return idle_delay(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
+                      indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
 
 
 @kopf.daemon(c.GROUP, c.VERSION, c.PLURAL, cancellation_timeout=10)
