@@ -117,6 +117,7 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
 def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, Any], logger: logging.Logger, **_: Any) -> None:
     """The finalizer's work: apply ``storage.deletionPolicy``. Jobs and serving go by owner references."""
     wake(namespace, name)  # stop the loop promptly
+    metrics.forget(namespace, name)  # its per-index series would otherwise outlive it
     parsed, error = parse_spec(dict(spec))
     if parsed is None:
         logger.warning(f"invalid spec on deletion, artifacts retained: {error}")
