@@ -48,6 +48,15 @@ def status_lost(status: FaissIndexStatus) -> bool:
     return status.last_build is None and status.current_version is None and status.build_count == 0 and not status.history
 
 
+def must_wait_for_storage(obs: Observation, status: FaissIndexStatus) -> bool:
+    """An empty status and storage that did not answer: whether a version exists is unknown.
+
+    Starting a build now could rebuild what is already published; the next pass (storage
+    errors retry with backoff) adopts or builds once storage answers.
+    """
+    return obs.storage_error is not None and status_lost(status)
+
+
 def usable(obs: Observation, spec: FaissIndexSpec, version: str | None) -> Manifest | None:
     """The manifest of ``version`` when it can serve this spec: complete in storage, same shape."""
     if version is None or obs.adoptable is None or obs.versions is None:

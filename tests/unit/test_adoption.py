@@ -6,7 +6,6 @@ whole ``decide``; plus the bounded choice of manifests to read.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -143,7 +142,8 @@ def test_the_manifests_read_for_adoption_are_bounded_and_skip_versions_without_a
     assert versions_to_read(None, {}, key) == []
 
 
-def test_a_storage_error_during_adoption_leaves_status_empty_and_starts_nothing_on_a_partial_read():
-    obs = observation(S, FaissIndexStatus(), storage_error="endpoint down", adoptable=None)
-    plan = decide(replace(obs))
-    assert plan.status.current_version is None
+def test_an_empty_status_with_storage_unreachable_waits_instead_of_building_what_may_be_published():
+    plan = decide(observation(S, FaissIndexStatus(), storage_error="endpoint down", adoptable=None))
+    assert plan.status.current_version is None and plan.create_job is None and plan.write_pointer is None
+    answered = decide(observation(S, FaissIndexStatus(), versions={}, adoptable={}))
+    assert answered.create_job is not None  # storage answered and holds nothing: build
