@@ -123,6 +123,21 @@ class OperatorProcess:
         except (OSError, ValueError):
             return {}
 
+    def reconcile_passes(self) -> tuple[float, float]:
+        """(passes, seconds spent in passes) so far, from the operator's own /metrics."""
+        import urllib.request  # noqa: PLC0415
+
+        try:
+            text = urllib.request.urlopen("http://127.0.0.1:18481/metrics", timeout=10).read().decode()
+        except OSError:
+            return float("nan"), float("nan")
+        total = {"count": 0.0, "sum": 0.0}
+        for line in text.splitlines():
+            for kind in total:
+                if line.startswith(f"faiss_operator_reconcile_seconds_{kind}{{"):
+                    total[kind] += float(line.rsplit(" ", 1)[1])
+        return total["count"], total["sum"]
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -148,7 +163,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, result: dict) -> None:
+    """Fills ``result`` stage by stage, so a run cut short still reports what it measured."""
     cluster = Cluster.from_stack()
     config.load_kube_config(cluster.env["KUBECONFIG"])
     core, custom, batch = client.CoreV1Api(), client.CustomObjectsApi(), client.BatchV1Api()
@@ -170,7 +186,7 @@ def run(args: argparse.Namespace) -> dict:
 
     workdir = Path(tempfile.mkdtemp(prefix="scale-cp-"))
     op = OperatorProcess(cluster, ns, Path(args.operator_tree).resolve(), workdir)
-    result: dict = {"indexes": args.indexes, "operator_tree": str(args.operator_tree), "namespace": ns}
+    result.update({"indexes": args.indexes, "operator_tree": str(args.operator_tree), "namespace": ns})
     try:
         time.sleep(3)
         t = time.monotonic()
@@ -198,9 +214,9 @@ def run(args: argparse.Namespace) -> dict:
                               "rss_mb_after": round(op.memory_mb()[0], 1)}
 
         time.sleep(args.settle_seconds)
-        c0, r0, w0 = op.cpu_seconds(), op.requests(), time.monotonic()
+        c0, r0, p0, w0 = op.cpu_seconds(), op.requests(), op.reconcile_passes(), time.monotonic()
         time.sleep(args.idle_seconds)
-        c1, r1, w1 = op.cpu_seconds(), op.requests(), time.monotonic()
+        c1, r1, p1, w1 = op.cpu_seconds(), op.requests(), op.reconcile_passes(), time.monotonic()
         window = w1 - w0
         rss, peak = op.memory_mb()
         delta = by_kind(r0, r1)
@@ -209,6 +225,8 @@ def run(args: argparse.Namespace) -> dict:
                           "rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1),
                           "api_requests_per_second": round(per["api"] / window, 3),
                           "s3_requests_per_second": round(per["s3"] / window, 3),
+                          "reconcile_passes_per_second": round((p1[0] - p0[0]) / window, 3),
+                          "cpu_ms_per_pass": round(1000 * (c1 - c0) / (p1[0] - p0[0]), 1) if p1[0] > p0[0] else None,
                           "requests_by_endpoint_and_method": delta}
         print(f"idle: {json.dumps(result['idle'])}", flush=True)
         result["spec_change_to_job"] = spec_changes(custom, batch, ns, names, endpoint, args.changes)
@@ -216,7 +234,6 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         op.stop()
     result["operator_log"] = str(workdir / "operator.log")
-    return result
 
 
 def spec_changes(custom, batch, ns: str, names: list[str], endpoint: str, changes: int) -> dict:
@@ -276,6 +293,8 @@ def render(data: dict) -> str:
             ("idle CPU (% of a core)", lambda r: r["idle"]["cpu_percent_of_core"]),
             ("idle API-server requests/s", lambda r: r["idle"]["api_requests_per_second"]),
             ("idle S3 requests/s", lambda r: r["idle"]["s3_requests_per_second"]),
+            ("idle reconcile passes/s", lambda r: r["idle"]["reconcile_passes_per_second"]),
+            ("operator CPU per idle pass (ms)", lambda r: r["idle"]["cpu_ms_per_pass"]),
             ("idle window (s)", lambda r: r["idle"]["window_seconds"]),
             ("spec change -> Job p50 (s)", lambda r: r["spec_change_to_job"].get("p50_seconds")),
             ("spec change -> Job p99 (s)", lambda r: r["spec_change_to_job"].get("p99_seconds")),
@@ -308,9 +327,14 @@ def main() -> None:
     p.add_argument("--label", default="after")
     p.add_argument("--operator-tree", default=str(REPO), help="checkout whose faiss_operator package runs (default: this tree)")
     args = p.parse_args()
-    result = run(args)
-    write_results(args.label, result)
-    print(json.dumps(result, indent=2))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the operator and writes results
+    result: dict = {}
+    try:
+        run(args, result)
+    finally:
+        if "adoption" in result:
+            write_results(args.label, result)
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
