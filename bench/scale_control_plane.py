@@ -166,6 +166,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace, result: dict) -> None:
     """Fills ``result`` stage by stage, so a run cut short still reports what it measured."""
     cluster = Cluster.from_stack()
+    os.environ.update({k: v for k, v in cluster.env.items() if k.startswith("AWS_")})  # moto's fake credentials
     config.load_kube_config(cluster.env["KUBECONFIG"])
     core, custom, batch = client.CoreV1Api(), client.CustomObjectsApi(), client.BatchV1Api()
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
