@@ -116,6 +116,11 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 
+.PHONY: bench-scale-control-plane
+bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at idle (starts/stops the stack; BENCH_ARGS=...)
+	$(STACK) up
+	set -o pipefail; $(PY) bench/scale_control_plane.py $(BENCH_ARGS); rc=$$?; $(STACK) down; exit $$rc
+
 .PHONY: clean
 clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
 	rm -rf $(VENV) $(STACK_DIR) .pytest_cache

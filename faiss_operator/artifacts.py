@@ -92,7 +92,20 @@ def _limits(config: OperatorConfig) -> Limits:
 
 
 def _client(grant: StorageGrant, endpoint: str | None, region: str | None, config: OperatorConfig) -> Any:
-    return make_client(endpoint, region, credentials=_credentials(grant, config.credentials_dir), limits=_limits(config))
+    return _shared_client(endpoint, region, _credentials(grant, config.credentials_dir), _limits(config))
+
+
+@lru_cache(maxsize=64)
+def _shared_client(endpoint: str | None, region: str | None, credentials: tuple[str, str] | None, limits: Limits) -> Any:
+    """One S3 client per endpoint, region, credentials and limits, shared by every pass.
+
+    boto3 clients are thread-safe and the bounded exchange (``indexops_store.bounded``) opens
+    its own connection per request. Creating a client costs milliseconds of CPU and a few MB
+    of allocations; per pass and per index that was the largest share of an idle operator's
+    CPU at 1,000 indexes. Bounded: grants are few, and an evicted client is recreated (a
+    rotated credentials Secret gives a new key, so a new client).
+    """
+    return make_client(endpoint, region, credentials=credentials, limits=limits)
 
 
 def _granted(spec: FaissIndexSpec, namespace: str, name: str, config: OperatorConfig | None) -> tuple[Access, OperatorConfig]:

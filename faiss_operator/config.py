@@ -40,6 +40,9 @@ class OperatorConfig:
     image_pull_policy: str = "IfNotPresent"
     resync_seconds: float = 30.0
     poll_seconds_while_building: float = 10.0
+    # Safety-net resyncs of idle indexes share this budget (faiss_operator/pacing.py): with
+    # N indexes each is resynced every max(resync_seconds, N / budget) seconds.
+    idle_passes_per_second: float = 2.0
     port: int = 8080
     bind_host: str = "0.0.0.0"
     namespaces: tuple[str, ...] = ()  # (): all namespaces; else exactly these (the chart's RBAC is Roles there)
@@ -74,6 +77,7 @@ class OperatorConfig:
             image_pull_policy=e.get("FAISS_OPERATOR_IMAGE_PULL_POLICY", cls.image_pull_policy),
             resync_seconds=float(e.get("FAISS_OPERATOR_RESYNC_SECONDS", cls.resync_seconds)),
             poll_seconds_while_building=float(e.get("FAISS_OPERATOR_BUILD_POLL_SECONDS", cls.poll_seconds_while_building)),
+            idle_passes_per_second=float(e.get("FAISS_OPERATOR_IDLE_PASSES_PER_SECOND") or cls.idle_passes_per_second),
             port=int(e.get("FAISS_OPERATOR_PORT", cls.port)),
             bind_host=e.get("POD_IP") or cls.bind_host,
             namespaces=watched_namespaces(e.get("FAISS_OPERATOR_NAMESPACES"), e.get("FAISS_OPERATOR_NAMESPACE")),

@@ -18,6 +18,7 @@ from indexops_api.fingerprint import describe_drift
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
+from faiss_operator.adoption import adopt, must_wait_for_storage
 from faiss_operator.conditions import parse_time, timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
@@ -26,7 +27,7 @@ from faiss_operator.refusal import handle_refusals
 from faiss_operator.retention import versions_to_prune
 from faiss_operator.rollout import advance_steps
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
-from faiss_operator.triggers import choose_trigger, next_retry_time
+from faiss_operator.triggers import TriggerDecision, choose_trigger, next_retry_time
 
 HISTORY = 10  # finished builds kept in status.history
 FINISHED_JOBS_KEPT = 3  # finished builder Jobs kept for `kubectl logs`; older ones are deleted
@@ -39,6 +40,8 @@ def decide(obs: Observation) -> Plan:
     spec, status = obs.spec, obs.status
     events: list[Event] = []
     status = _recover_on_spec_change(obs, status)
+    status, adopted = adopt(obs, spec, status, build_key(spec))  # a lost status, rebuilt from storage
+    events += adopted
 
     failures_before = status.consecutive_failures
     status, finished = _follow_build(obs, status)
@@ -57,7 +60,7 @@ def decide(obs: Observation) -> Plan:
     events += sync_events
 
     key = build_key(spec)
-    decision = choose_trigger(obs, spec, status, key)
+    decision = TriggerDecision() if must_wait_for_storage(obs, status) else choose_trigger(obs, spec, status, key)
     status = status.model_copy(update=decision.updates)
     events += decision.events
     create, delete_jobs = None, []

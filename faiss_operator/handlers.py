@@ -27,6 +27,7 @@ from faiss_operator.jobstate import is_finished
 from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
+from faiss_operator.pacing import idle_delay
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
@@ -36,8 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def wake(namespace: str | None, name: str | None) -> None:
-    if namespace and name:
-        _wakeups[(namespace, name)].set()
+    """Wake the index's loop; events for indexes without one (e.g. a deleted index's Jobs) add nothing."""
+    event = _wakeups.get((namespace, name)) if namespace and name else None
+    if event is not None:
+        event.set()
 
 
 @kopf.on.startup()
@@ -82,7 +85,10 @@ def reconcile_once(namespace: str, name: str) -> float:
     if plan.write_pointer is not None:
         return POINTER_SETTLE_SECONDS  # look again soon: replicas load the new pointer within seconds
     busy = building or plan.status.candidate_version is not None or obs.storage_error
-    return CONFIG.poll_seconds_while_building if busy else CONFIG.resync_seconds
+    if busy:
+        return CONFIG.poll_seconds_while_building
+    return idle_delay(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
+                      indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
 
 
 @kopf.daemon(c.GROUP, c.VERSION, c.PLURAL, cancellation_timeout=10)
@@ -113,6 +119,7 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
 def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, Any], logger: logging.Logger, **_: Any) -> None:
     """The finalizer's work: apply ``storage.deletionPolicy``. Jobs and serving go by owner references."""
     wake(namespace, name)  # stop the loop promptly
+    metrics.forget(namespace, name)  # its per-index series would otherwise outlive it
     parsed, error = parse_spec(dict(spec))
     if parsed is None:
         logger.warning(f"invalid spec on deletion, artifacts retained: {error}")

@@ -88,3 +88,23 @@ def record(status: FaissIndexStatus, namespace: str, name: str, event_reasons: l
     if status.current_version:
         SERVING_VERSION.labels(namespace, name, status.current_version).set(1)
         _serving_label[(namespace, name)] = status.current_version
+
+
+_PER_INDEX = (BUILDS_STARTED, RECONCILE_SECONDS, RECONCILE_ERRORS, READY, RECALL, CONSECUTIVE_FAILURES, LAST_SUCCESS,
+              STALLED, NEXT_BUILD, ROLLBACKS, ROLLOUT_PERCENT)
+_PER_INDEX_AND_MORE = (BUILDS_FINISHED, BUILD_SECONDS, SERVING_VERSION)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted index's series: with churn, per-index labels would otherwise grow without bound."""
+    for metric in _PER_INDEX:
+        try:
+            metric.remove(namespace, name)
+        except KeyError:
+            pass
+    for metric in _PER_INDEX_AND_MORE:
+        for labels in [k for k in list(metric._metrics) if k[:2] == (namespace, name)]:  # noqa: SLF001 (no public iterator)
+            metric.remove(*labels)
+    for memo in (_serving_label, LAST_SUCCESS_SEEDED):
+        memo.pop((namespace, name), None)
+    _recall_seen.discard((namespace, name))

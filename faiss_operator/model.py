@@ -110,6 +110,7 @@ class Observation:
     pinned_error: str | None = None
     replicas: tuple[ReplicaReport, ...] | None = None  # None: not asked (serving disabled / nothing serves)
     spec_error_reason: Reason = Reason.INVALID_SPEC  # or StorageNotAllowed: the spec is valid but names storage not granted
+    adoptable: dict[str, Manifest] | None = None  # manifests read to rebuild a lost status (adoption); None: not read
 
     def job_named(self, name: str | None) -> JobObservation | None:
         return next((j for j in self.jobs if j.name == name), None)

@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from indexops_api import constants as c
-from indexops_api.layout import serving_name
+from indexops_api.layout import build_key, serving_name
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, FaissIndexStatus, Reason
 from indexops_store import StorageError, StorageUnavailable
+from faiss_operator.adoption import status_lost
+from faiss_operator.adoption_reads import read_adoptable
 from faiss_operator.artifacts import Artifacts, access_for, bounded, store_for
 from faiss_operator.conditions import parse_time
 from faiss_operator.config import OperatorConfig
@@ -124,6 +126,8 @@ def _read_storage(at: Artifacts, status: FaissIndexStatus, jobs: tuple[JobObserv
     fields: dict[str, Any] = {}
     fields["pointer"], fields["pointer_etag"] = at.store.read_pointer(at.pointer)
     fields["versions"] = at.versions()
+    if status_lost(status):  # status was dropped (cluster loss, Retain + re-apply): rebuild it from storage
+        fields["adoptable"] = read_adoptable(at, fields["pointer"], fields["versions"], build_key(at.spec))
     fields.update(at.manifest_to_gate(status, jobs))
     fields.update(at.pin_target(status))
     if sync_due(at.spec, status, now) and not _build_just_ended(status, jobs):

@@ -82,6 +82,7 @@ class EventReason(str, Enum):
     STEP_ADVANCED = "StepAdvanced"
     BUILD_WARNING = "BuildWarning"
     STORAGE_NOT_ALLOWED = "StorageNotAllowed"
+    ADOPTED = "Adopted"  # status rebuilt from the pointer and manifests in storage
 
 
 class Trigger(str, Enum):
