@@ -27,6 +27,10 @@ class JobObservation:
     message: str = ""
     number: int | None = None
     trigger: str | None = None
+    uid: str = ""
+    stage: str | None = None  # sharded builds: "train" (the tracked Job), "shards", "finalize"
+    parent: str | None = None  # sharded builds: the train Job a stage Job belongs to
+    next_stage: str | None = None  # sharded builds: the stage Job to create next (faiss_operator.sharding)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,19 @@ class JobToCreate:
 
 
 @dataclass(frozen=True)
+class StageToCreate:
+    """The next Job of a sharded build (``shards``: the Indexed Job, ``finalize``), owned by its train Job."""
+
+    stage: str
+    parent: str
+    parent_uid: str
+    version: str
+    build_key: str
+    number: int
+    trigger: str
+
+
+@dataclass(frozen=True)
 class Plan:
     status: FaissIndexStatus
     create_job: JobToCreate | None = None
@@ -135,3 +152,4 @@ class Plan:
     delete_jobs: list[str] = field(default_factory=list)
     prune_versions: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    create_stage: "StageToCreate | None" = None  # sharded builds: the next stage Job of the tracked build
