@@ -2,7 +2,8 @@
 
 Build: the stage Jobs that follow the train Job (``faiss_operator.sharding``). The slice
 Job is an Indexed Job: one pod per slice, ``JOB_COMPLETION_INDEX`` tells the pod its slice,
-``backoffLimitPerIndex`` retries a failed slice alone and ``maxFailedIndexes: 0`` fails the
+``backoffLimitPerIndex`` (``build.backoffLimit``, at least 1: a lost node must not cost the
+whole build) retries a failed slice alone and ``maxFailedIndexes: 0`` fails the
 build as soon as one slice has exhausted its retries (a version is all slices or none).
 Stage Jobs are owned by the train Job, so whatever deletes it deletes them.
 
@@ -64,7 +65,7 @@ def build_stage_job(*, index: str, namespace: str, uid: str, spec: FaissIndexSpe
         body = job["spec"]
         body.pop("backoffLimit", None)  # per slice instead
         body.update(completions=spec.shards, parallelism=spec.shards, completionMode="Indexed",
-                    backoffLimitPerIndex=spec.build.backoff_limit, maxFailedIndexes=0)
+                    backoffLimitPerIndex=max(1, spec.build.backoff_limit), maxFailedIndexes=0)
     return job
 
 
