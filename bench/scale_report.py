@@ -47,7 +47,7 @@ def markdown(result: dict) -> str:
         f"single-vector requests, {result['seconds']:.0f} s. Slice pods run {result['parallel_slice_pods']} at a time "
         f"on a {result['machine']['cpus']}-core machine shared with other work (load average at the end "
         f"{result['machine']['loadavg_at_end'][0]:.1f}); every process is a real builder / server process, "
-        "peak RSS from the kernel (build: wait4 ru_maxrss; serving: VmHWM).",
+        "peak RSS is each process's kernel high-water mark (VmHWM).",
         "",
         "| shards | build wall s | build CPU s | train pod MB | slice pod MB (max) | finalize pod MB | serving pod MB (max) | fan-out MB | recall@10 | QPS | p50 ms | p99 ms | failed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
