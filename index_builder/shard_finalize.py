@@ -33,10 +33,9 @@ from index_builder.sharded import (
     PLAN_FILE, QUERY_VECTORS_FILE, TRAINED_FILE, Context, _scratch, shard_ids_file, shard_index_file,
     shard_result_file, trained_state_digest,
 )
-from indexops_api.manifest import CheckResult, Measurements, ShardFile, Sharding, SourceFingerprint, Timings
+from indexops_api.manifest import CheckResult, FileEntry, Measurements, ShardFile, Sharding, SourceFingerprint, Timings
 from indexops_api.shards import merge_topk
 from indexops_api.spec import FaissIndexSpec, Metric, ShardMerge
-from indexops_store.s3 import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +72,22 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
         ]
         shard_bytes = sum(_size(ctx, shard_index_file(s)) for s in range(spec.shards))
         merged = _should_merge(spec, plan, shard_bytes)
+        rows_path = work / publish.QUERIES_FILE
+        np.save(rows_path, np.asarray(plan["heldOut"], dtype=np.int64), allow_pickle=False)
+        ctx.upload(rows_path)
         if merged:
             paths, measured = _merge(ctx, work, plan, results, exact, k)
             recall, (p50, p95, p99) = measured
+            entries = publish.file_entries(paths + [rows_path])
         else:
-            paths = [work / TRAINED_FILE]
-            ctx.download(TRAINED_FILE, paths[0], what="the trained index")
-            for shard in range(spec.shards):
-                for name in (shard_index_file(shard), shard_ids_file(shard)):
-                    paths.append(ctx.download(name, work / name, what=f"slice {shard}"))
+            # The shard files stay where the slices put them: listed with the sha256 each slice
+            # computed before uploading and the size storage reports (serving verifies both).
+            trained = ctx.download(TRAINED_FILE, work / TRAINED_FILE, what="the trained index")
+            entries = publish.file_entries([trained])
             for shard, r in enumerate(results):
                 for name, key in ((shard_index_file(shard), "index_sha256"), (shard_ids_file(shard), "ids_sha256")):
-                    if sha256_file(work / name) != str(r[key]):
-                        raise BuildError(f"{name} in storage does not match what slice {shard} uploaded")
-        rows_path = work / publish.QUERIES_FILE
-        np.save(rows_path, np.asarray(plan["heldOut"], dtype=np.int64), allow_pickle=False)
-        if not merged:
-            ctx.upload(rows_path)
-        paths.append(rows_path)
+                    entries.append(FileEntry(name=name, size=_size(ctx, name), sha256=str(r[key])))
+            entries += publish.file_entries([rows_path])
         validate_seconds = time.perf_counter() - t0
         sharding = Sharding(
             shards=spec.shards, trained_state_sha256=plan["trainedStateSha256"], merged=merged,
@@ -99,10 +96,10 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
                 for s, r in enumerate(results)
             ],
         )
-        manifest = _manifest(ctx, plan, results, paths, sharding, vectors,
+        manifest = _manifest(ctx, plan, results, entries, sharding, vectors,
                              Measurements(recall_at_k=recall, k=k, queries=len(plan["heldOut"]), latency_p50_ms=p50,
                                           latency_p95_ms=p95, latency_p99_ms=p99,
-                                          memory_bytes=sum(p.stat().st_size for p in paths[:-1])),
+                                          memory_bytes=sum(e.size for e in entries[:-1])),
                              checks_run, validate_seconds)
         written = publish.commit(ctx.store, ctx.prefix, manifest)
     log.info("sharded version committed", extra={"manifest": uri, "shards": spec.shards, "merged": merged,
@@ -188,7 +185,7 @@ def _merge(ctx: Context, work: Path, plan: dict[str, Any], results: list[dict[st
     return [index_path, ids_path], (recall, latency)
 
 
-def _manifest(ctx: Context, plan: dict[str, Any], results: list[dict[str, Any]], paths: list[Path],
+def _manifest(ctx: Context, plan: dict[str, Any], results: list[dict[str, Any]], entries: list[FileEntry],
               sharding: Sharding, vectors: int, measurements: Measurements, checks_run: list[CheckResult],
               validate_seconds: float) -> Any:
     spec, request = ctx.spec, ctx.request
@@ -198,7 +195,7 @@ def _manifest(ctx: Context, plan: dict[str, Any], results: list[dict[str, Any]],
     merged = sharding.merged
     manifest = publish.make_manifest(
         request, vectors=vectors, parameters=plan["parameters"], search_parameters=plan["searchParameters"],
-        files=publish.file_entries(paths),
+        files=entries,
         source=SourceFingerprint(uri=src["uri"], count=vectors, etag=src["etag"], last_modified=src["lastModified"],
                                  watermark=src["watermark"], content_hash=src["contentHash"],
                                  window_anchor=src["windowAnchor"]),

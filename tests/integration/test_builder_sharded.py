@@ -127,6 +127,9 @@ def test_ivf_shards_are_merged_into_one_index_when_they_fit_and_recall_equals_th
                              build_key=key, indexType="IVF", parameters=params)
     assert fanned is not None and merged is not None and merged.sharding is not None
     assert merged.sharding.merged and merged.index_file == "index.faiss"
+    for entry in merged.files:  # every listed file is in storage, as listed
+        local = _download(s3, buckets, request, entry.name, tmp_path)
+        assert (local.stat().st_size, sha256_file(local)) == (entry.size, entry.sha256)
     assert merged.sharding.trained_state_sha256 == fanned.sharding.trained_state_sha256  # same seed, same training
     index = faiss.read_index(str(_download(s3, buckets, request, "index.faiss", tmp_path)))
     assert index.ntotal == N == merged.vectors
