@@ -252,3 +252,37 @@ def test_a_version_with_a_missing_shard_file_is_refused_and_never_half_served(
     for q in queries:
         status, answer = _search(stack.fanout_url, q[None, :])
         assert (status, answer["version"]) == (200, VERSION["v1"])  # the old version keeps serving, whole
+
+
+def test_merged_ivf_shards_are_served_by_an_ordinary_server_and_unmerged_ones_are_refused_by_it(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path,
+) -> None:
+    from s3_harness import running_server
+
+    data = clustered(N, DIM, seed=8)
+    ids = np.arange(N, dtype=np.int64)
+    put_npy(s3, buckets.source, "m/vectors.npy", data)
+    put_npy(s3, buckets.source, "m/ids.npy", ids)
+    versions = {"20260101T000400Z-000000b1": "Auto", "20260101T000500Z-000000b2": "Never"}
+    for version, merge in versions.items():
+        request = build_request(buckets=buckets, endpoint=s3_endpoint, index=INDEX, version=version,
+                                source_key="m/vectors.npy", ids_key="m/ids.npy", dimension=DIM, shards=2,
+                                shardMerge=merge, indexType="IVF", parameters={"nlist": 16, "nprobe": 16},
+                                validation={"queries": 50, "k": K})
+        assert run_builder(request, tmp_path).exit_code == 0
+    merged, unmerged = versions
+    _point(s3, buckets, merged)
+    config = ServingConfig(pointer_bucket=buckets.artifacts, pointer_key=pointer_key("faiss-indexes", "team-a", INDEX, "6h"),
+                           endpoint=s3_endpoint, host="127.0.0.1", port=0, poll_seconds=0.2, cache_dir=tmp_path / "c",
+                           search_threads=2, drain_seconds=0.0)
+    with running_server(config) as server:
+        wait_for(lambda: server.runtime.ready, timeout=60, what="merged version loaded")
+        queries = clustered(30, DIM, seed=91)
+        status, answer = _search(server.url, queries)
+        assert (status, answer["version"]) == (200, merged)
+        assert _recall(answer["ids"], _exact(data, queries, 0)) == 1.0  # nprobe = nlist: exact, over both slices
+        _point(s3, buckets, unmerged)
+        failure = wait_for(lambda: next((f for f in http("GET", f"{server.url}/v1/status")[1]["failures"]
+                                         if f["version"] == unmerged), None), timeout=60, what="refusal")
+        assert failure["reason"] == "sharded"
+        assert _search(server.url, queries[:1])[1]["version"] == merged  # the merged version keeps serving
