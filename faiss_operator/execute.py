@@ -63,7 +63,9 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         log.info("pointer %s -> %s", key, plan.write_pointer.to_wire())
     if plan.ensure_serving and spec is not None:
         args = dict(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec)
-        if spec.shards > 1:  # shard Deployments/Services and the fan-out in place of the single server
+        served = plan.status.shards or 1  # the topology of the version that serves, not of the one being built
+        if served > 1:  # shard Deployments/Services and the fan-out in place of the single server
+            args["spec"] = spec.model_copy(update={"shards": served})
             for obj in shard_objects.sharded_serving_objects(**args, config=config):
                 patch = api.apps.patch_namespaced_deployment if obj["kind"] == "Deployment" else api.core.patch_namespaced_service
                 _apply(patch, obj["metadata"]["name"], obs.namespace, obj)

@@ -177,7 +177,7 @@ class FanOut:
                 continue
             problem = _fanout_problem(manifest, len(self.shard_urls))
             if problem is not None:
-                failures[version] = ("shard", problem)
+                failures[version] = ("layout", problem)
             elif usable(version, self._statuses):
                 targets[version] = Target(version, manifest.metric is not Metric.L2, manifest.dimension)
         self._failures = {v: f for v, f in failures.items() if v in wanted}

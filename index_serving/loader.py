@@ -105,7 +105,7 @@ class VersionLoader:
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
         manifest = self._manifest(version)
         if manifest.sharding is not None and not manifest.sharding.merged:  # one pod must never serve one shard as the index
-            raise VersionRejected(version, "sharded", f"version has {manifest.sharding.shards} shards; it is served by "
+            raise VersionRejected(version, "layout", f"version has {manifest.sharding.shards} shards; it is served by "
                                   "shard pods behind a fan-out (index_serving.fanout), not by one pod")
         if admit is not None:
             admit(manifest)  # before downloading: a refused version costs no transfer

@@ -77,8 +77,9 @@ class ShardLoader(VersionLoader):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
         manifest = self._manifest(version)
         problem = shard_problem(manifest, self.shard, self.shards)
-        if problem is not None:
-            raise VersionRejected(version, "shard", problem)
+        if problem is not None:  # another serving topology (shard count) is a layout mismatch, not a broken version
+            layout = manifest.sharding is None or manifest.sharding.merged or manifest.sharding.shards != self.shards
+            raise VersionRejected(version, "layout" if layout else "shard", problem)
         assert manifest.sharding is not None
         entry = next(f for f in manifest.sharding.shard_files if f.shard == self.shard)
         files = {f.name: f for f in manifest.files}

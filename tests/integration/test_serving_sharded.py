@@ -284,5 +284,5 @@ def test_merged_ivf_shards_are_served_by_an_ordinary_server_and_unmerged_ones_ar
         _point(s3, buckets, unmerged)
         failure = wait_for(lambda: next((f for f in http("GET", f"{server.url}/v1/status")[1]["failures"]
                                          if f["version"] == unmerged), None), timeout=60, what="refusal")
-        assert failure["reason"] == "sharded"
+        assert failure["reason"] == "layout"
         assert _search(server.url, queries[:1])[1]["version"] == merged  # the merged version keeps serving

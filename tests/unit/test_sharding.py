@@ -165,3 +165,44 @@ def test_merge_topk_keeps_the_best_k_across_shards_like_index_shards():
     _, i = merge_topk([np.array([[0.9, 0.1]]), np.array([[0.5, 0.4]])], [np.array([[1, 2]]), np.array([[3, 4]])], 2,
                       larger_is_better=True)
     assert i.tolist() == [[1, 3]]
+
+
+def test_pods_of_the_old_topology_refusing_a_new_shard_layout_do_not_roll_it_back():
+    from datetime import timedelta
+
+    from faiss_operator.model import ReplicaReport
+
+    from factories import NOW, serving, version
+
+    base = spec()
+    v1, v2 = version(base, NOW - timedelta(days=2)), version(base, NOW - timedelta(days=1))
+    st = serving(base, at=NOW - timedelta(days=2)).model_copy(update={"current_version": v2, "shards": 4})
+    layout = {v2: "layout: version has 4 shards; it is served by shard pods behind a fan-out"}
+    replicas = tuple(ReplicaReport(pod=p, generation=5, stable=v1, refused=layout) for p in ("a", "b"))
+    plan = decide(observation(sharded(), st, pointer=pointer_of(v2), replicas=replicas))
+    assert plan.status.current_version == v2 and plan.status.shards == 4  # the shard Deployments take over
+    broken = tuple(ReplicaReport(pod=p, generation=5, stable=v1, refused={v2: "download: shard-002.faiss missing"})
+                   for p in ("a", "b"))
+    plan = decide(observation(sharded(), st, pointer=pointer_of(v2), replicas=broken))
+    assert plan.status.current_version == v1 and plan.status.rolled_back_version == v2
+
+
+def pointer_of(stable: str):
+    from factories import pointer
+
+    return pointer(stable, generation=5)
+
+
+def test_a_promoted_sharded_version_records_its_shard_count_for_the_serving_topology():
+    from faiss_operator.promotion import serving_fields
+    from indexops_api.manifest import ShardFile, Sharding
+
+    from factories import manifest
+
+    m = manifest("v", "k")
+    assert serving_fields(observation(spec()), m)["shards"] == 1
+    m = m.model_copy(update={"sharding": Sharding(shards=4, trained_state_sha256="0" * 64, merged=False,
+                                                  shard_files=[ShardFile(shard=0, index_file="a", ids_file="b", vectors=1)])})
+    assert serving_fields(observation(spec()), m)["shards"] == 4
+    merged = m.model_copy(update={"sharding": m.sharding.model_copy(update={"merged": True})})
+    assert serving_fields(observation(spec()), merged)["shards"] == 1
