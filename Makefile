@@ -115,6 +115,11 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	$(PY) bench/run.py
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
+	@test ! -f bench/scale_bench.py || $(PY) bench/scale_bench.py
+
+.PHONY: bench-scale-quick
+bench-scale-quick: install ## Scale-out benchmark on 100k vectors (1 vs 2 vs 4 shards; bench/results/scale-quick.*)
+	$(PY) bench/scale_bench.py --quick
 
 .PHONY: bench-scale-control-plane
 bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at idle (starts/stops the stack; BENCH_ARGS=...)

@@ -26,6 +26,7 @@ from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_r
 from faiss_operator.refusal import handle_refusals
 from faiss_operator.retention import versions_to_prune
 from faiss_operator.rollout import advance_steps
+from faiss_operator.sharding import next_stage
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
 from faiss_operator.triggers import TriggerDecision, choose_trigger, next_retry_time
 
@@ -88,7 +89,9 @@ def decide(obs: Observation) -> Plan:
     status, condition_events = with_conditions(obs, spec, status)
     events += condition_events
     resume = _resume(obs, status, events)
+    stage = next_stage(obs, status) if create is None else None  # sharded builds: the Job chain advances
     return Plan(
+        create_stage=stage,
         status=status,
         create_job=create,
         write_pointer=pointer if obs.storage_error is None else None,

@@ -14,7 +14,7 @@ import kopf
 
 from indexops_api import constants as c
 from indexops_api.layout import index_prefix, pointer_key
-from faiss_operator import metrics
+from faiss_operator import metrics, shard_objects
 from faiss_operator.artifacts import bounded, store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
@@ -36,11 +36,21 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
     api = clients()
     if plan.create_job is not None and spec is not None:
         job = build_job(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec, job=plan.create_job, config=config)
+        if spec.shards > 1:
+            job = shard_objects.train_job(job)
         try:
             api.batch.create_namespaced_job(obs.namespace, job)
             metrics.BUILDS_STARTED.labels(obs.namespace, obs.name).inc()
         except Exception as exc:
             if not is_conflict(exc):  # already exists: an earlier pass created it
+                raise
+    if plan.create_stage is not None and spec is not None:
+        stage = shard_objects.build_stage_job(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec,
+                                              stage=plan.create_stage, config=config)
+        try:
+            api.batch.create_namespaced_job(obs.namespace, stage)
+        except Exception as exc:
+            if not is_conflict(exc):
                 raise
     for name in plan.delete_jobs:
         try:  # Foreground: the Job stays (terminating) until its pods are gone, so the next build waits for it
@@ -60,10 +70,17 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
             notify_pointer_written(obs.namespace, obs.name, spec.serving.port)
     if plan.ensure_serving and spec is not None:
         args = dict(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec)
-        dep = build_deployment(**args, config=config)
-        _apply(api.apps.patch_namespaced_deployment, dep["metadata"]["name"], obs.namespace, dep)
-        svc = build_service(**args)
-        _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
+        served = plan.status.shards or 1  # the topology of the version that serves, not of the one being built
+        if served > 1:  # shard Deployments/Services and the fan-out in place of the single server
+            args["spec"] = spec.model_copy(update={"shards": served})
+            for obj in shard_objects.sharded_serving_objects(**args, config=config):
+                patch = api.apps.patch_namespaced_deployment if obj["kind"] == "Deployment" else api.core.patch_namespaced_service
+                _apply(patch, obj["metadata"]["name"], obs.namespace, obj)
+        else:
+            dep = build_deployment(**args, config=config)
+            _apply(api.apps.patch_namespaced_deployment, dep["metadata"]["name"], obs.namespace, dep)
+            svc = build_service(**args)
+            _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
     if plan.prune_versions and spec is not None:
         store = store_for(spec, obs.namespace, obs.name, config)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)

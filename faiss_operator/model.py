@@ -29,6 +29,10 @@ class JobObservation:
     disrupted: bool = False  # failed because its pod was taken away (evicted, deleted): retried, not counted
     terminating: bool = False  # being deleted (foreground: until its pods are gone)
     suspended: bool = False  # created suspended: waits for an older builder's pods to be gone
+    uid: str = ""
+    stage: str | None = None  # sharded builds: "train" (the tracked Job), "shards", "finalize"
+    parent: str | None = None  # sharded builds: the train Job a stage Job belongs to
+    next_stage: str | None = None  # sharded builds: the stage Job to create next (faiss_operator.sharding)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,19 @@ class JobToCreate:
 
 
 @dataclass(frozen=True)
+class StageToCreate:
+    """The next Job of a sharded build (``shards``: the Indexed Job, ``finalize``), owned by its train Job."""
+
+    stage: str
+    parent: str
+    parent_uid: str
+    version: str
+    build_key: str
+    number: int
+    trigger: str
+
+
+@dataclass(frozen=True)
 class Plan:
     status: FaissIndexStatus
     create_job: JobToCreate | None = None
@@ -143,3 +160,4 @@ class Plan:
     resume_job: str | None = None  # the tracked Job was created suspended and nothing overlaps it any more
     prune_versions: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    create_stage: "StageToCreate | None" = None  # sharded builds: the next stage Job of the tracked build

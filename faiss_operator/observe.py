@@ -26,6 +26,7 @@ from faiss_operator.jobstate import Failure, job_failure, job_state
 from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.model import JobObservation, Observation, ServingObservation
 from faiss_operator.storage_policy import Refusal
+from faiss_operator import sharding
 from faiss_operator.replicas import observe_replicas
 from faiss_operator.sync import probe_sync, sync_due
 
@@ -81,6 +82,9 @@ def _job_observation(job: Any, namespace: str, want_message: bool) -> JobObserva
         disrupted=disrupted,
         terminating=job.metadata.deletion_timestamp is not None,
         suspended=bool(job.spec.suspend) if job.spec else False,
+        uid=job.metadata.uid or "",
+        stage=annotations.get(c.ANNOTATION_BUILD_STAGE),
+        parent=annotations.get(c.ANNOTATION_PARENT_JOB),
     )
 
 
@@ -88,7 +92,10 @@ def observe_jobs(namespace: str, index: str, tracked: str | None) -> tuple[JobOb
     """Every builder Job of the index (by label); the failure message only for the tracked one."""
     selector = f"{c.LABEL_INDEX}={index},{c.LABEL_COMPONENT}=builder"
     jobs = clients().batch.list_namespaced_job(namespace, label_selector=selector).items
-    return tuple(_job_observation(j, namespace, want_message=j.metadata.name == tracked) for j in jobs)
+    observed = (_job_observation(j, namespace, want_message=tracked is not None and (
+        j.metadata.name == tracked or (j.metadata.annotations or {}).get(c.ANNOTATION_PARENT_JOB) == tracked))
+        for j in jobs)
+    return sharding.combine(tuple(observed))  # a sharded build's stage Jobs count as one build
 
 
 def observe_serving(namespace: str, index: str) -> ServingObservation:

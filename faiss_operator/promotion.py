@@ -22,6 +22,7 @@ def serving_fields(obs: Observation, m: Manifest) -> dict:
         "p99_latency_ms": round(m.measurements.latency_p99_ms, 3),
         "vectors": m.vectors,
         "size_bytes": m.size_bytes,
+        "shards": m.sharding.shards if m.sharding is not None and not m.sharding.merged else 1,
         "serving_since": timestamp(obs.now),
         "drift": None,  # a fresh version was just built from the source
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from index_builder import logs, pipeline
+from index_builder import logs, pipeline, sharded
 from index_builder.errors import BuildError, BuildFailure, RequestInvalid
 from indexops_api.build_request import BuildRequest
 from indexops_api.constants import ENV_BUILD_REQUEST, ENV_TERMINATION_MESSAGE_PATH
@@ -64,7 +64,13 @@ def execute(request_path: Path | None, workdir: Path | None, env: dict[str, str]
     """Run one build; returns the process exit code."""
     try:
         request = load_request(request_path, env)
-        outcome = pipeline.run(request, env, workdir)
+        if request.spec.shards > 1:
+            outcome = sharded.run_stage(request, env, workdir)
+            if outcome is None:  # a train or slice stage: its files are in the version's staging area
+                log.info("stage finished", extra={"stage": env.get(sharded.ENV_STAGE)})
+                return 0
+        else:
+            outcome = pipeline.run(request, env, workdir)
     except BuildFailure as failure:
         line = failure.termination_message()
         log.error("build failed", extra={"code": failure.code, "reason": failure.message})

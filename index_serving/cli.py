@@ -8,13 +8,14 @@ listener closes, in-flight searches finish, then the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
 
 import click
 
-from index_serving import logs
+from index_serving import fanout, logs, sharded_mode
 from index_serving.config import (
     ENV_CACHE_DIR, ENV_POLL_SECONDS, ENV_PORT, ENV_SEARCH_THREADS, ServingConfig,
 )
@@ -29,7 +30,12 @@ async def _run(config: ServingConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(config, IndexRuntime.from_config(config), stop)
+    if os.environ.get(fanout.ENV_MODE) == "fanout":  # scale-out: merge shard pods' answers (docs/scale-out.md)
+        await fanout.serve_fanout(sharded_mode.fanout_from_config(config, os.environ), config.host, config.port, stop,
+                                  drain_seconds=config.drain_seconds)
+        return
+    runtime = sharded_mode.shard_runtime_from_config(config, os.environ) or IndexRuntime.from_config(config)
+    await serve(config, runtime, stop)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

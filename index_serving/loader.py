@@ -126,6 +126,9 @@ class VersionLoader:
         if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
         manifest = self._manifest(version)
+        if manifest.sharding is not None and not manifest.sharding.merged:  # one pod must never serve one shard as the index
+            raise VersionRejected(version, "layout", f"version has {manifest.sharding.shards} shards; it is served by "
+                                  "shard pods behind a fan-out (index_serving.fanout), not by one pod")
         if admit is not None:
             admit(manifest)  # before downloading: a refused version costs no transfer
         directory = self.directory(version)

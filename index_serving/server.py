@@ -271,6 +271,8 @@ def make_app(runtime: IndexRuntime, executor: ThreadPoolExecutor, config: Servin
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    if hasattr(runtime, "add_routes"):  # a shard runtime adds the fan-out's endpoint (index_serving.shards)
+        runtime.add_routes(app, executor)
     return app
 
 

@@ -24,6 +24,9 @@ ANNOTATION_PROMOTE = f"{GROUP}/promote-requested-at"
 ANNOTATION_ABORT = f"{GROUP}/abort-requested-at"
 ANNOTATION_BUILD_NUMBER = f"{GROUP}/build-number"
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
+# Sharded builds: which stage a builder Job runs, and the train Job a later stage belongs to.
+ANNOTATION_BUILD_STAGE = f"{GROUP}/build-stage"
+ANNOTATION_PARENT_JOB = f"{GROUP}/parent-job"
 
 # Environment variables the operator sets on builder and serving pods.
 ENV_BUILD_REQUEST = "FAISS_BUILD_REQUEST"

@@ -30,6 +30,8 @@ BUILD_FIELDS: dict[str, object] = {
     "build": {"max_memory"},
     "storage": {"bucket", "prefix", "endpoint"},
     "validation": {"k", "queries"},
+    "shards": True,
+    "shard_merge": True,
 }
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 MAX_NAME = 63
@@ -38,6 +40,9 @@ MAX_NAME = 63
 def build_key(spec: FaissIndexSpec) -> str:
     """sha256 over the canonical JSON of the build-relevant fields of ``spec``."""
     relevant = spec.model_dump(mode="json", by_alias=True, include=BUILD_FIELDS)
+    if spec.shards == 1:  # unsharded specs keep the digest they had before shards existed
+        relevant.pop("shards", None)
+        relevant.pop("shardMerge", None)
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -110,6 +110,36 @@ class Timings(ApiModel):
     total_seconds: float
 
 
+SHARD_RULE = "splitmix64(id) mod shards"
+
+
+class ShardFile(ApiModel):
+    """One shard of a sharded version: its index and ids files (both also listed in ``files``)."""
+
+    shard: Annotated[int, Field(ge=0)]
+    index_file: str
+    ids_file: str
+    vectors: Annotated[int, Field(ge=0)]
+
+
+class Sharding(ApiModel):
+    """How a sharded version was built and what serving must load.
+
+    ``rule`` assigns every source row to a slice from its id alone, so a rebuild puts the
+    same id in the same slice. ``trainedStateSha256`` is the digest of the trained empty
+    index every slice started from; the finalize step refuses shards whose trained state
+    differs. ``merged``: the slices were merged into ``indexFile`` (one index, served as
+    usual); otherwise ``shardFiles`` lists every shard and only shard-aware serving (the
+    fan-out) may serve the version, all shards or none.
+    """
+
+    shards: Annotated[int, Field(ge=1)]
+    rule: str = SHARD_RULE
+    trained_state_sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    merged: bool
+    shard_files: list[ShardFile] = []
+
+
 class Manifest(ApiModel):
     schema_version: int = 1
     index: str
@@ -144,3 +174,4 @@ class Manifest(ApiModel):
         Field(max_length=50, description="Parameter sanity and FAISS warnings the build saw (e.g. nlist too "
               "large for the training rows); the version may still pass its gates."),
     ] = []
+    sharding: Sharding | None = None

@@ -57,6 +57,16 @@ class Metric(str, Enum):
     COSINE = "Cosine"
 
 
+class ShardMerge(str, Enum):
+    """What the finalize step of a sharded build does with the shards."""
+
+    AUTO = "Auto"  # merge IVF-family shards into one index when it fits the serving memory; keep N shards otherwise
+    NEVER = "Never"  # always serve N shards behind the fan-out
+
+
+MAX_SHARDS = 64
+
+
 class IndexType(str, Enum):
     FLAT = "Flat"
     IVF = "IVF"
@@ -335,6 +345,20 @@ class FaissIndexSpec(ApiModel):
     sync: Annotated[Sync | None, Field(default=None, description="Drift check against the source of truth.")] = None
     build: Build = Build()
     serving: Serving = Serving()
+    shards: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_SHARDS,
+            description="Build the index as this many disjoint slices (an Indexed Job, one pod per slice) and serve "
+            "them behind a fan-out; 1 builds and serves one index. See docs/scale-out.md.",
+        ),
+    ] = 1
+    shard_merge: Annotated[
+        ShardMerge,
+        Field(description="Sharded builds: Auto merges IVF/IVFPQ/Flat shards into one index when it fits the "
+              "serving memory limit, Never always keeps the shards."),
+    ] = ShardMerge.AUTO
 
     @field_validator("schedule")
     @classmethod
@@ -359,9 +383,22 @@ class FaissIndexSpec(ApiModel):
         nsq = self.parameters.n_subquantizers
         if nsq is not None and self.dimension % nsq:
             problems.append(f"parameters.nSubquantizers {nsq} must divide dimension {self.dimension}")
+        problems += shard_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def shard_problems(spec: "FaissIndexSpec") -> list[str]:
+    """Sharded builds need a concrete index type and no tuning sweep (mirrors the CEL rule)."""
+    if spec.shards == 1:
+        return []
+    problems = []
+    if spec.index_type is IndexType.AUTO and not spec.factory:
+        problems.append("shards > 1 needs a concrete indexType (or a factory), not Auto")
+    if spec.tuning is not None:
+        problems.append("shards > 1 cannot be combined with tuning (search parameters are tuned per whole index)")
+    return problems
 
 
 _ALL_PARAMS = ("m", "ef_construction", "ef_search", "nlist", "nprobe", "n_subquantizers", "m_pq", "m_hnsw")
@@ -406,6 +443,14 @@ def _cel_forbid(index_type: str) -> dict[str, str]:
 
 
 SPEC_CEL_RULES = [_cel_forbid(t) for t in _ALLOWED] + [
+    {
+        "rule": "!has(self.shards) || self.shards == 1 || has(self.factory) || !has(self.indexType) || self.indexType != 'Auto'",
+        "message": "shards > 1 needs a concrete indexType (or a factory), not Auto",
+    },
+    {
+        "rule": "!has(self.shards) || self.shards == 1 || !has(self.tuning)",
+        "message": "shards > 1 cannot be combined with tuning",
+    },
     {
         "rule": "!has(self.parameters) || !has(self.parameters.nSubquantizers) || self.dimension % self.parameters.nSubquantizers == 0",
         "message": "parameters.nSubquantizers must divide dimension",

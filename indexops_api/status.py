@@ -164,6 +164,10 @@ class FaissIndexStatus(ApiModel):
     p99_latency_ms: Annotated[float | None, Field(description="Single-query p99 latency the builder measured for the serving version.")] = None
     vectors: Annotated[int | None, Field(description="Vectors in the serving version.")] = None
     size_bytes: Annotated[int | None, Field(description="Size of the serving version's files.")] = None
+    shards: Annotated[
+        int | None,
+        Field(description="Shards the serving version is served as (shard Deployments behind a fan-out); 1 or unset: one index."),
+    ] = None
     serving_since: Annotated[str | None, Field(description="When the serving version became current.")] = None
     last_build: Annotated[LastBuild | None, Field(description="The newest build: Job, version, number, trigger, times, result, reason.")] = None
     history: Annotated[list[LastBuild], Field(description="Finished builds before lastBuild, newest first (at most 10).")] = []
