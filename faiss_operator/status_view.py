@@ -1,11 +1,14 @@
 """Conditions and phase: what ``kubectl describe`` tells a person. Pure.
 
-Ready: is a version serving? Progressing: is something being built or rolled out (or
-waiting, and until when)? Degraded: what is wrong right now? Stalled: have automatic
-builds stopped until a person acts?
+Ready: is a good version serving (kstatus: serving what it should be able to serve)?
+Progressing: is something being built or rolled out, including replicas still loading a
+newly promoted version while the previous one keeps answering (or waiting, and until when)?
+Degraded: what is wrong right now? Stalled: have automatic builds stopped until a person acts?
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason
@@ -28,14 +31,28 @@ def _ready(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> 
         have = serving.ready_replicas if serving else 0
         want = serving.desired_replicas if serving and serving.exists else spec.serving.replicas
         return False, Reason.SERVING_UNAVAILABLE, f"{have}/{want} serving replicas ready for {current}{pinned}"
-    converging = _replicas_converging(obs, status)
-    if converging is not None:
-        return False, Reason.REPLICAS_CONVERGING, converging
     reason = Reason.PINNED if pinned else Reason.SERVING
+    converging = _replicas_converging(obs, status)
+    if converging is not None and converging.refused:
+        return False, Reason.REPLICAS_CONVERGING, converging.message  # a replica will not load what should serve
+    if converging is not None:
+        # Ready replicas answer with the version they had: serving is not interrupted while they
+        # load the new one, so Ready stays True and Progressing carries the catch-up.
+        served = sorted({r.stable for r in obs.replicas if r.error is None and r.stable})
+        now_serving = f"; replicas answer with {', '.join(served)} until they have loaded it" if served else ""
+        return True, reason, f"version {current}{pinned} promoted{now_serving} ({serving.ready_replicas} ready replica(s))"
     return True, reason, f"version {current}{pinned} serving on {serving.ready_replicas} replica(s) since {status.serving_since}"
 
 
-def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | None:
+@dataclass(frozen=True)
+class Converging:
+    """Not every reachable serving replica has loaded the versions status says serve."""
+
+    message: str
+    refused: bool  # some replica will not load an expected version (checksum, memory, ...)
+
+
+def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> Converging | None:
     """Not every reachable serving replica has loaded the versions status says serve."""
     reports = obs.replicas
     if not reports or all(r.error is not None for r in reports):
@@ -50,10 +67,10 @@ def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | No
     want = f"{expected[0]}" + (f" + candidate {expected[1]}" if expected[1] else "")
     refusals = sorted({f"{v}: {why}" for r in reports for v, why in r.refused.items() if v in expected})
     refused = f"; refused: {'; '.join(refusals)}" if refusals else ""
-    return f"{on}/{len(reports)} serving replicas have loaded {want}{refused}"
+    return Converging(f"{on}/{len(reports)} serving replicas have loaded {want}{refused}", bool(refusals))
 
 
-def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
+def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     last = status.last_build
     if last is not None and last.result == BuildResult.RUNNING:
         why = f" ({last.trigger.value})" if last.trigger else ""
@@ -61,6 +78,9 @@ def _progressing(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     if status.candidate_version is not None:
         verdict = f"; {status.analysis.verdict}" if status.analysis is not None and status.analysis.verdict and status.rollout_step is not None else ""
         return True, Reason.ROLLING_OUT, f"{status.candidate_version} receives {status.rollout_percent}% of queries{verdict}"
+    converging = _replicas_converging(obs, status) if status.current_version and spec.serving.enabled else None
+    if converging is not None:
+        return True, Reason.REPLICAS_CONVERGING, converging.message
     failed = last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED)
     if failed and not is_stalled(spec, status) and status.next_retry_time:
         n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
@@ -113,7 +133,7 @@ def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSt
     conds = list(status.conditions)
     verdicts = {
         ConditionType.READY: _ready(obs, spec, status),
-        ConditionType.PROGRESSING: _progressing(spec, status),
+        ConditionType.PROGRESSING: _progressing(obs, spec, status),
         ConditionType.DEGRADED: _degraded(obs, spec, status),
         ConditionType.STALLED: _stalled(spec, status),
     }

@@ -147,7 +147,7 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.SERVING_DISABLED: (ConditionType.READY, "True", "Healthy"),
     Reason.NO_VERSION: (ConditionType.READY, "False", "Progressing"),
     Reason.SERVING_UNAVAILABLE: (ConditionType.READY, "False", "Progressing"),
-    Reason.REPLICAS_CONVERGING: (ConditionType.READY, "False", "Progressing"),
+    Reason.REPLICAS_CONVERGING: (ConditionType.PROGRESSING, "True", "Progressing"),
     Reason.BUILDING: (ConditionType.PROGRESSING, "True", "Progressing"),
     Reason.ROLLING_OUT: (ConditionType.PROGRESSING, "True", "Progressing"),
     # Declared for rollout steps waiting for enough traffic; not on a condition yet.
