@@ -45,8 +45,8 @@ stack-up: install tools ## Start etcd, kube-apiserver, kube-controller-manager, 
 	$(STACK) up
 
 .PHONY: stack-down
-stack-down: ## Stop the local stack and every process it started
-	@test -x $(PY) && $(STACK) down || true
+stack-down: ## Stop the local stack and every process it started (logs stay in .stack/; `make clean` removes them)
+	@test -x $(PY) && $(STACK) down --keep-logs || true
 
 .PHONY: stack-status
 stack-status: ## Show the local stack's components
@@ -83,7 +83,7 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 
 .PHONY: clean
-clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
+clean: stack-down ## Remove the venv, stack state and logs (the Go tool cache stays)
 	rm -rf $(VENV) $(STACK_DIR) .pytest_cache
 
 ##@ Help
