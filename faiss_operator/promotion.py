@@ -16,6 +16,7 @@ def serving_fields(obs: Observation, m: Manifest) -> dict:
     return {
         "current_version": m.version,
         "candidate_version": None,
+        "index_type": m.index_type.value,
         "recall": round(m.measurements.recall_at_k, 6),
         "p99_latency_ms": round(m.measurements.latency_p99_ms, 3),
         "vectors": m.vectors,

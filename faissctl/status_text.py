@@ -102,13 +102,19 @@ def _took(start: str | None, end: str | None) -> str:
     return f", took {human_duration((b - a).total_seconds())}" if a and b else ""
 
 
+def _type(report: dict[str, Any]) -> str:
+    """The serving version's type; the spec's beside it when they differ (a pin, a migration)."""
+    serving, wanted = report["indexType"], report.get("specIndexType")
+    return cell(serving) if not wanted or wanted == serving else f"{cell(serving)} serving (spec.indexType: {wanted})"
+
+
 def render(report: dict[str, Any], now: datetime, hints: list[str] | None = None) -> str:
     """A ``kubectl describe``-like page for one index."""
     lines = [
         _field("Name", report["name"]),
         _field("Namespace", report["namespace"]),
         _field("Phase", f"{report['phase']} (Ready={report['ready']})"),
-        _field("Horizon / type", f"{cell(report['horizon'])} / {cell(report['indexType'])}"),
+        _field("Horizon / type", f"{cell(report['horizon'])} / {_type(report)}"),
     ]
     lines += _serving(report, now)
     lines += _build(report, now)

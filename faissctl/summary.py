@@ -45,7 +45,8 @@ def summarize(obj: dict[str, Any], events: list[dict[str, Any]] | None = None, l
         "phase": status.get("phase") or "Pending",
         "ready": condition(status, "Ready").get("status") or "Unknown",
         "horizon": spec.get("horizon"),
-        "indexType": spec.get("indexType", "HNSW"),
+        "indexType": status.get("indexType") or spec.get("indexType", "HNSW"),
+        "specIndexType": spec.get("indexType", "HNSW"),
         "serving": {
             "version": status.get("currentVersion"),
             "since": status.get("servingSince"),

@@ -148,6 +148,7 @@ class FaissIndexStatus(ApiModel):
     candidate_version: Annotated[str | None, Field(description="The validated version in a canary / rollout step.")] = None
     last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout.")] = None
     rollout_percent: Annotated[int | None, Field(description="Share of queries the candidate receives (100 without a candidate).")] = None
+    index_type: Annotated[str | None, Field(description="Index type of the serving version (differs from spec.indexType after a pin across a migration, or while a new type rolls out).")] = None
     recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version.")] = None
     p99_latency_ms: Annotated[float | None, Field(description="Single-query p99 latency the builder measured for the serving version.")] = None
     vectors: Annotated[int | None, Field(description="Vectors in the serving version.")] = None

@@ -142,3 +142,12 @@ def test_a_stepped_rollout_shows_its_step_analysis_and_the_last_rollback() -> No
     assert ("Analysis:     1200 requests, 1 errors, p99 3.100 ms vs stable 2.900 ms, overlap@k 0.971 on 200 shadowed; "
             "waiting for the pause to end") in out
     assert "Rolled back:  20261120T060000Z-bbbbbbbb: p99 4.0ms > 2x stable" in out
+
+
+def test_status_shows_the_type_that_serves_and_the_spec_type_when_a_pin_crosses_a_migration() -> None:
+    pinned = index(status=serving_status(indexType="HNSW", pinnedVersion=V3))
+    pinned["spec"]["indexType"] = "IVF"
+    out = invoke(make_app(FakeKube().add(pinned)), "status", "weather").stdout
+    assert "Horizon / type: 6h / HNSW serving (spec.indexType: IVF)" in out
+    same = invoke(make_app(FakeKube().add(index(status=serving_status(indexType="HNSW")))), "status", "weather").stdout
+    assert "Horizon / type: 6h / HNSW\n" in same
