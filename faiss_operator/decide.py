@@ -24,7 +24,8 @@ from faiss_operator.refusal import handle_refusals
 from faiss_operator.retention import versions_to_prune
 from faiss_operator.rollout import advance_steps
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
-from faiss_operator.triggers import choose_trigger, next_retry_time
+from faiss_operator.failures import REBUILD_HINT, classify, failure_code
+from faiss_operator.triggers import choose_trigger, is_stalled, needs_a_fix, next_retry_time
 
 HISTORY = 10  # finished builds kept in status.history
 FINISHED_JOBS_KEPT = 3  # finished builder Jobs kept for `kubectl logs`; older ones are deleted
@@ -48,7 +49,8 @@ def decide(obs: Observation) -> Plan:
     events += manual
     status = handle_refusals(obs, status, events)
     if status.consecutive_failures > failures_before:
-        status = status.model_copy(update={"next_retry_time": next_retry_time(spec, status.consecutive_failures, obs.now)})
+        retry = None if is_stalled(spec, status) else next_retry_time(spec, status.consecutive_failures, obs.now)
+        status = status.model_copy(update={"next_retry_time": retry})
         events += _stall_event(spec, status)
     status, sync_events = _sync(obs, spec, status)
     events += sync_events
@@ -98,6 +100,10 @@ def _recover_on_spec_change(obs: Observation, status: FaissIndexStatus) -> Faiss
 
 def _stall_event(spec: FaissIndexSpec, status: FaissIndexStatus) -> list[Event]:
     n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
+    if needs_a_fix(status) and n < limit:
+        fix = classify(status.last_build.message if status.last_build else None)
+        return [Event("Warning", EventReason.STALLED, f"{fix.code} will fail again on retry: no automatic builds. "
+                      f"To fix: {fix.remedy}; {REBUILD_HINT}")]
     if n == limit:
         return [Event("Warning", EventReason.STALLED, f"{n} consecutive failed builds: no more automatic builds until "
                       "the spec changes or a rebuild is requested (annotation faiss.indexops.io/rebuild-requested-at)")]
@@ -118,7 +124,8 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
     done = {"completion_time": completion}
     if job is not None and job.state == "Failed":
         message = job.message or "builder Job failed without a message"
-        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.BUILD_FAILED.value, "message": message})
+        code = failure_code(message) or Reason.BUILD_FAILED.value  # the builder's code: kubectl get -o wide shows it
+        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": code, "message": message})
         event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
         return _finished(status, failed, failed_now=True), [event]
     if obs.storage_error is not None:

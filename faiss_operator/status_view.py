@@ -15,7 +15,8 @@ from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIn
 from faiss_operator.conditions import phase_of, set_condition
 from faiss_operator.model import Event, Observation, Plan
 from faiss_operator.promotion import current_missing, pin_problem
-from faiss_operator.triggers import is_stalled
+from faiss_operator.failures import REBUILD_HINT, classify
+from faiss_operator.triggers import is_stalled, needs_a_fix
 
 Verdict = tuple[bool, Reason, str]
 
@@ -104,7 +105,11 @@ def _degraded(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         return True, Reason.ARTIFACTS_MISSING, f"serving version {status.current_version} is missing from storage"
     if last is not None and last.result == BuildResult.FAILED:
         reason = Reason(last.reason) if last.reason in Reason._value2member_map_ else Reason.BUILD_FAILED
-        return True, reason, last.message or "build failed"
+        fix = classify(last.message)
+        retry = "retrying will not help" if not fix.heals else (
+            f"retry at {status.next_retry_time}" if status.next_retry_time and not is_stalled(spec, status) else "")
+        tail = f" [to fix: {fix.remedy}{'; ' + retry if retry else ''}]"
+        return True, reason, (last.message or "build failed") + tail
     if last is not None and last.result == BuildResult.VALIDATION_FAILED:
         return True, Reason.VALIDATION_FAILED, f"version {last.version} rejected: {last.message}"
     if last is not None and last.result == BuildResult.ROLLED_BACK:
@@ -120,7 +125,12 @@ def _stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     if not is_stalled(spec, status):
         return False, Reason.AS_EXPECTED, ""
     last = status.last_build
-    cause = f"; last: {last.reason}: {last.message}" if last is not None and last.reason else ""
+    if needs_a_fix(status) and status.consecutive_failures < spec.build.max_consecutive_failures:
+        fix = classify(last.message if last else None)
+        return True, Reason.CONFIGURATION_ERROR, (
+            f"{fix.code}: retrying the same spec and source fails the same way, so no automatic builds. "
+            f"To fix: {fix.remedy}; {REBUILD_HINT}")
+    cause = f"; last: {last.message or last.reason}" if last is not None and last.reason else ""
     return True, Reason.TOO_MANY_FAILURES, (
         f"{status.consecutive_failures} consecutive failed builds{cause}. No automatic builds until the spec changes "
         "or a rebuild is requested (annotation faiss.indexops.io/rebuild-requested-at)"

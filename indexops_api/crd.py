@@ -26,6 +26,7 @@ PRINTER_COLUMNS = [
     {"name": "Vectors", "type": "integer", "jsonPath": ".status.vectors", "priority": 1},
     {"name": "Candidate", "type": "string", "jsonPath": ".status.candidateVersion", "priority": 1},
     {"name": "Failures", "type": "integer", "jsonPath": ".status.consecutiveFailures", "priority": 1},
+    {"name": "Last-Result", "type": "string", "jsonPath": ".status.lastBuild.reason", "priority": 1},
     {"name": "Next-Build", "type": "string", "jsonPath": ".status.nextScheduledBuild", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

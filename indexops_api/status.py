@@ -48,6 +48,7 @@ class Reason(str, Enum):
     ROLLED_BACK = "RolledBack"
     WAITING_FOR_SAMPLES = "WaitingForSamples"
     REPLICAS_CONVERGING = "ReplicasConverging"
+    CONFIGURATION_ERROR = "ConfigurationError"
 
 
 class EventReason(str, Enum):

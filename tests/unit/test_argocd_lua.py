@@ -166,6 +166,7 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.ARTIFACTS_MISSING: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.PINNED_VERSION_MISSING: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.TOO_MANY_FAILURES: (ConditionType.STALLED, "True", "Degraded"),
+    Reason.CONFIGURATION_ERROR: (ConditionType.STALLED, "True", "Degraded"),
     # A canary taken out of rotation (failed analysis step, or a manual abort): stays until
     # the next build, like a failed build.
     Reason.ROLLED_BACK: (ConditionType.DEGRADED, "True", "Degraded"),
