@@ -141,7 +141,7 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
     m = obs.manifest
     message = (
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
-        f"p99={m.measurements.latency_p99_ms:.2f}ms, built in {m.timings.total_seconds:.1f}s"
+        f"p99={m.measurements.latency_p99_ms:.2f}ms, builder ran {m.timings.total_seconds:.1f}s (the Job's own time adds pod start-up)"
     )
     return _finished(status, succeeded, failed_now=False), [Event("Normal", EventReason.BUILD_SUCCEEDED, message)]
 

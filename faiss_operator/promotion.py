@@ -18,6 +18,7 @@ def serving_fields(obs: Observation, m: Manifest) -> dict:
         "candidate_version": None,
         "index_type": m.index_type.value,
         "recall": round(m.measurements.recall_at_k, 6),
+        "recall_queries": m.measurements.queries,
         "p99_latency_ms": round(m.measurements.latency_p99_ms, 3),
         "vectors": m.vectors,
         "size_bytes": m.size_bytes,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason
+from indexops_api.status import (MAX_REPLICAS_SHOWN, BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason,
+                                 ReplicaVersions)
 from faiss_operator.conditions import phase_of, set_condition
 from faiss_operator.model import Event, Observation, Plan
 from faiss_operator.promotion import current_missing, pin_problem
@@ -90,7 +91,8 @@ def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatu
         return False, Reason.SUSPENDED, "suspended: no scheduled or drift-triggered builds"
     if is_stalled(spec, status):
         return False, Reason.IDLE, "no automatic builds while Stalled (see the Stalled condition)"
-    nxt = f"; next scheduled build at {status.next_scheduled_build}" if status.next_scheduled_build else ""
+    nxt = (f"; next scheduled build at {status.next_scheduled_build} (it builds whether or not the source changed; "
+           "sync.policy Rebuild builds on a change)") if status.next_scheduled_build else ""
     return False, Reason.IDLE, f"nothing to build or roll out{nxt}"
 
 
@@ -137,6 +139,15 @@ def _stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     )
 
 
+def replica_versions(obs: Observation, status: FaissIndexStatus) -> list[ReplicaVersions]:
+    """Which pod serves which version (kept from the last pass when the replicas were not asked)."""
+    if obs.replicas is None:
+        return status.serving_replicas if status.current_version else []
+    rows = [ReplicaVersions(pod=r.pod, stable=r.stable, candidate=r.candidate, error=r.error[:200] if r.error else None)
+            for r in sorted(obs.replicas, key=lambda r: r.pod)]
+    return rows[:MAX_REPLICAS_SHOWN]
+
+
 def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
     gen, now = obs.generation, obs.now
     before = {c.type: c for c in status.conditions}
@@ -150,7 +161,8 @@ def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSt
     for ctype, (value, reason, message) in verdicts.items():
         conds = set_condition(conds, ctype, value, reason, message, now, gen)
     events = _transition_events(before, verdicts)
-    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen})
+    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen,
+                                        "serving_replicas": replica_versions(obs, status)})
     return updated.model_copy(update={"phase": phase_of(updated)}), events
 
 

@@ -51,6 +51,8 @@ def summarize(obj: dict[str, Any], events: list[dict[str, Any]] | None = None, l
             "version": status.get("currentVersion"),
             "since": status.get("servingSince"),
             "recall": status.get("recall"),
+            "recallQueries": status.get("recallQueries"),
+            "replicas": status.get("servingReplicas") or [],
             "k": _get(spec, "validation", "k") or 10,
             "p99LatencyMs": status.get("p99LatencyMs"),
             "vectors": status.get("vectors"),

@@ -240,3 +240,19 @@ def test_a_replica_whose_status_has_no_rollout_block_counts_as_unknown_not_as_be
     assert old.error is not None and "older serving image" in old.error
     loading = parse_report("new", {"rollout": None, "failures": [{"version": "v9", "reason": "checksum", "message": "bad"}]})
     assert loading.error is None and loading.stable is None and loading.refused == {"v9": "checksum: bad"}
+
+
+def test_status_lists_which_pod_serves_which_version_and_keeps_it_when_replicas_are_not_asked(stepped):
+    s, st, ptr, v1, v2 = stepped
+    plan = decide(at(1, s, st, ptr, [report("b", 2, v1, v2), report("a", 2, v1, None), ReplicaReport(pod="c", error="timeout")]))
+    rows = [(r.pod, r.stable, r.candidate, r.error) for r in plan.status.serving_replicas]
+    assert rows == [("a", v1, None, None), ("b", v1, v2, None), ("c", None, None, "timeout")]
+    unasked = decide(dataclasses.replace(at(2, s, plan.status, ptr, []), replicas=None))
+    assert unasked.status.serving_replicas == plan.status.serving_replicas
+
+
+def test_empty_lists_are_left_out_of_the_status_patch_so_describe_shows_no_empty_fields():
+    from faiss_operator.execute import status_body  # noqa: PLC0415 — execute imports kopf; keep it local
+
+    body = status_body(FaissIndexStatus(history=[], serving_replicas=[]))
+    assert body["history"] is None and body["servingReplicas"] is None and body["buildCount"] == 0
