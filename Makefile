@@ -57,6 +57,10 @@ stack-status: ## Show the local stack's components
 demo: stack-up ## Full walkthrough: helm install, sample index, wait Ready, query, describe
 	$(PY) hack/demo.py
 
+.PHONY: walkthrough
+walkthrough: stack-up ## Regenerate docs/walkthrough.md from a real run (demo, migration, rollback, failing source)
+	$(PY) hack/walkthrough.py
+
 .PHONY: test-unit
 test-unit: install ## Pure unit tests (no network)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
