@@ -70,8 +70,8 @@ stack-up: install tools ## Start etcd, kube-apiserver, kube-controller-manager, 
 	$(STACK) up
 
 .PHONY: stack-down
-stack-down: ## Stop the local stack and every process it started
-	@test -x $(PY) && $(STACK) down || true
+stack-down: ## Stop the local stack and every process it started (logs stay in .stack/; `make clean` removes them)
+	@test -x $(PY) && $(STACK) down --keep-logs || true
 
 .PHONY: stack-status
 stack-status: ## Show the local stack's components
@@ -81,6 +81,10 @@ stack-status: ## Show the local stack's components
 .PHONY: demo
 demo: stack-up ## Full walkthrough: helm install, sample index, wait Ready, query, describe
 	$(PY) hack/demo.py
+
+.PHONY: walkthrough
+walkthrough: stack-up ## Regenerate docs/walkthrough.md from a real run (demo, migration, rollback, failing source)
+	$(PY) hack/walkthrough.py
 
 .PHONY: test-unit
 test-unit: install ## Pure unit tests (no network)
@@ -127,7 +131,7 @@ bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at 
 	set -o pipefail; $(PY) bench/scale_control_plane.py $(BENCH_ARGS); rc=$$?; $(STACK) down; exit $$rc
 
 .PHONY: clean
-clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
+clean: stack-down ## Remove the venv, stack state and logs (the Go tool cache stays)
 	rm -rf $(VENV) $(STACK_DIR) .pytest_cache
 
 ##@ Help

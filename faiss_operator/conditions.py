@@ -57,7 +57,7 @@ def phase_of(status: FaissIndexStatus) -> str:
     if stalled is not None and stalled.status == "True":
         return "Stalled"
     if progressing is not None and progressing.status == "True":
-        return "RollingOut" if progressing.reason == Reason.ROLLING_OUT else "Building"
+        return "Building" if progressing.reason == Reason.BUILDING else "RollingOut"
     if degraded is not None and degraded.status == "True":
         return "Degraded" if status.current_version else "Failed"
     if ready is not None and ready.status == "True":

@@ -28,7 +28,8 @@ from faiss_operator.retention import versions_to_prune
 from faiss_operator.rollout import advance_steps
 from faiss_operator.sharding import next_stage
 from faiss_operator.status_view import invalid_spec_plan, with_conditions
-from faiss_operator.triggers import TriggerDecision, choose_trigger, next_retry_time
+from faiss_operator.failures import REBUILD_HINT, classify, failure_code
+from faiss_operator.triggers import TriggerDecision, choose_trigger, is_stalled, needs_a_fix, next_retry_time
 
 HISTORY = 10  # finished builds kept in status.history
 FINISHED_JOBS_KEPT = 3  # finished builder Jobs kept for `kubectl logs`; older ones are deleted
@@ -55,7 +56,8 @@ def decide(obs: Observation) -> Plan:
     events += manual
     status = handle_refusals(obs, status, events)
     if status.consecutive_failures > failures_before:
-        status = status.model_copy(update={"next_retry_time": next_retry_time(spec, status.consecutive_failures, obs.now)})
+        retry = None if is_stalled(spec, status) else next_retry_time(spec, status.consecutive_failures, obs.now)
+        status = status.model_copy(update={"next_retry_time": retry})
         events += _stall_event(spec, status)
     status, sync_events = _sync(obs, spec, status)
     events += sync_events
@@ -113,6 +115,10 @@ def _recover_on_spec_change(obs: Observation, status: FaissIndexStatus) -> Faiss
 
 def _stall_event(spec: FaissIndexSpec, status: FaissIndexStatus) -> list[Event]:
     n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
+    if needs_a_fix(status) and n < limit:
+        fix = classify(status.last_build.message if status.last_build else None)
+        return [Event("Warning", EventReason.STALLED, f"{fix.code} will fail again on retry: no automatic builds. "
+                      f"To fix: {fix.remedy}; {REBUILD_HINT}")]
     if n == limit:
         return [Event("Warning", EventReason.STALLED, f"{n} consecutive failed builds: no more automatic builds until "
                       "the spec changes or a rebuild is requested (annotation faiss.indexops.io/rebuild-requested-at)")]
@@ -139,7 +145,8 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
             failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.DISRUPTED.value, "message": message})
             event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
             return _uncounted_failure(status, failed, retry_at=timestamp(obs.now)), [event]
-        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.BUILD_FAILED.value, "message": message})
+        code = failure_code(message) or Reason.BUILD_FAILED.value  # the builder's code: kubectl get -o wide shows it
+        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": code, "message": message})
         event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
         return _finished(status, failed, failed_now=True), [event]
     if obs.manifest is None or obs.manifest.version != last.version:
@@ -154,7 +161,7 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
                                         "warnings": m.warnings[:20]})
     message = (
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
-        f"p99={m.measurements.latency_p99_ms:.2f}ms, built in {m.timings.total_seconds:.1f}s"
+        f"p99={m.measurements.latency_p99_ms:.2f}ms, builder ran {m.timings.total_seconds:.1f}s (the Job's own time adds pod start-up)"
     )
     if job is not None and job.state == "Failed":  # the manifest is the commit: what happened after it does not matter
         message += f" (its pod then failed: {job.message or 'no message'}; the published version counts)"

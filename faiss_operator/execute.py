@@ -18,6 +18,7 @@ from faiss_operator import metrics, shard_objects
 from faiss_operator.artifacts import bounded, store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
+from indexops_api.status import FaissIndexStatus
 from faiss_operator.model import Observation, Plan
 from faiss_operator.notify import notify_pointer_written
 from faiss_operator.objects import build_deployment, build_job, build_service
@@ -86,8 +87,8 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)
         for version in plan.prune_versions:
             bounded(f"pruning {version}", store.delete_version, prefix, version, key=(obs.namespace, obs.name, "prune"))
-    new_status = plan.status.model_dump(mode="json", by_alias=True)
-    if new_status != obs.status.model_dump(mode="json", by_alias=True):
+    new_status = status_body(plan.status)
+    if new_status != status_body(obs.status):
         api.custom.patch_namespaced_custom_object_status(
             c.GROUP, c.VERSION, obs.namespace, c.PLURAL, obs.name, {"status": new_status},
             _content_type="application/merge-patch+json",
@@ -96,3 +97,8 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         kopf.event(body, type=event.type, reason=event.reason.value, message=event.message[:1024])
         log.info("%s/%s %s: %s", obs.namespace, obs.name, event.reason.value, event.message)
     metrics.record(plan.status, obs.namespace, obs.name, [e.reason.value for e in plan.events])
+
+
+def status_body(status: FaissIndexStatus) -> dict:
+    """The status merge patch: None deletes a field; so does an empty list (no empty `History:` in describe)."""
+    return {k: (None if v == [] else v) for k, v in status.model_dump(mode="json", by_alias=True).items()}

@@ -16,9 +16,11 @@ def serving_fields(obs: Observation, m: Manifest) -> dict:
     return {
         "current_version": m.version,
         "candidate_version": None,
+        "index_type": m.index_type.value,
         "recall": round(m.measurements.recall_at_k, 6),
         "recall_lower_bound": (round(m.measurements.recall_lower_bound, 6)
                                if m.measurements.recall_lower_bound is not None else None),
+        "recall_queries": m.measurements.queries,
         "p99_latency_ms": round(m.measurements.latency_p99_ms, 3),
         "vectors": m.vectors,
         "size_bytes": m.size_bytes,

@@ -1,18 +1,23 @@
 """Conditions and phase: what ``kubectl describe`` tells a person. Pure.
 
-Ready: is a version serving? Progressing: is something being built or rolled out (or
-waiting, and until when)? Degraded: what is wrong right now? Stalled: have automatic
-builds stopped until a person acts?
+Ready: is a good version serving (kstatus: serving what it should be able to serve)?
+Progressing: is something being built or rolled out, including replicas still loading a
+newly promoted version while the previous one keeps answering (or waiting, and until when)?
+Degraded: what is wrong right now? Stalled: have automatic builds stopped until a person acts?
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason
+from indexops_api.status import (MAX_REPLICAS_SHOWN, BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason,
+                                 ReplicaVersions)
 from faiss_operator.conditions import phase_of, set_condition
 from faiss_operator.model import Event, Observation, Plan
 from faiss_operator.promotion import current_missing, pin_problem
-from faiss_operator.triggers import is_stalled
+from faiss_operator.failures import REBUILD_HINT, classify
+from faiss_operator.triggers import is_stalled, needs_a_fix
 
 Verdict = tuple[bool, Reason, str]
 
@@ -28,14 +33,28 @@ def _ready(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> 
         have = serving.ready_replicas if serving else 0
         want = serving.desired_replicas if serving and serving.exists else spec.serving.replicas
         return False, Reason.SERVING_UNAVAILABLE, f"{have}/{want} serving replicas ready for {current}{pinned}"
-    converging = _replicas_converging(obs, status)
-    if converging is not None:
-        return False, Reason.REPLICAS_CONVERGING, converging
     reason = Reason.PINNED if pinned else Reason.SERVING
+    converging = _replicas_converging(obs, status)
+    if converging is not None and converging.refused:
+        return False, Reason.REPLICAS_CONVERGING, converging.message  # a replica will not load what should serve
+    if converging is not None:
+        # Ready replicas answer with the version they had: serving is not interrupted while they
+        # load the new one, so Ready stays True and Progressing carries the catch-up.
+        served = sorted({r.stable for r in obs.replicas if r.error is None and r.stable})
+        now_serving = f"; replicas answer with {', '.join(served)} until they have loaded it" if served else ""
+        return True, reason, f"version {current}{pinned} promoted{now_serving} ({serving.ready_replicas} ready replica(s))"
     return True, reason, f"version {current}{pinned} serving on {serving.ready_replicas} replica(s) since {status.serving_since}"
 
 
-def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | None:
+@dataclass(frozen=True)
+class Converging:
+    """Not every reachable serving replica has loaded the versions status says serve."""
+
+    message: str
+    refused: bool  # some replica will not load an expected version (checksum, memory, ...)
+
+
+def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> Converging | None:
     """Not every reachable serving replica has loaded the versions status says serve."""
     reports = obs.replicas
     if not reports or all(r.error is not None for r in reports):
@@ -50,7 +69,7 @@ def _replicas_converging(obs: Observation, status: FaissIndexStatus) -> str | No
     want = f"{expected[0]}" + (f" + candidate {expected[1]}" if expected[1] else "")
     refusals = sorted({f"{v}: {why}" for r in reports for v, why in r.refused.items() if v in expected})
     refused = f"; refused: {'; '.join(refusals)}" if refusals else ""
-    return f"{on}/{len(reports)} serving replicas have loaded {want}{refused}"
+    return Converging(f"{on}/{len(reports)} serving replicas have loaded {want}{refused}", bool(refusals))
 
 
 def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
@@ -68,6 +87,9 @@ def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatu
     if status.candidate_version is not None:
         verdict = f"; {status.analysis.verdict}" if status.analysis is not None and status.analysis.verdict and status.rollout_step is not None else ""
         return True, Reason.ROLLING_OUT, f"{status.candidate_version} receives {status.rollout_percent}% of queries{verdict}"
+    converging = _replicas_converging(obs, status) if status.current_version and spec.serving.enabled else None
+    if converging is not None:
+        return True, Reason.REPLICAS_CONVERGING, converging.message
     failed = last is not None and last.result in (BuildResult.FAILED, BuildResult.VALIDATION_FAILED)
     if failed and not is_stalled(spec, status) and status.next_retry_time:
         n, limit = status.consecutive_failures, spec.build.max_consecutive_failures
@@ -76,7 +98,8 @@ def _progressing(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatu
         return False, Reason.SUSPENDED, "suspended: no scheduled or drift-triggered builds"
     if is_stalled(spec, status):
         return False, Reason.IDLE, "no automatic builds while Stalled (see the Stalled condition)"
-    nxt = f"; next scheduled build at {status.next_scheduled_build}" if status.next_scheduled_build else ""
+    nxt = (f"; next scheduled build at {status.next_scheduled_build} (it builds whether or not the source changed; "
+           "sync.policy Rebuild builds on a change)") if status.next_scheduled_build else ""
     return False, Reason.IDLE, f"nothing to build or roll out{nxt}"
 
 
@@ -92,7 +115,11 @@ def _degraded(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         return True, Reason.ARTIFACTS_MISSING, f"serving version {status.current_version} is missing from storage"
     if last is not None and last.result == BuildResult.FAILED:
         reason = Reason(last.reason) if last.reason in Reason._value2member_map_ else Reason.BUILD_FAILED
-        return True, reason, last.message or "build failed"
+        fix = classify(last.message)
+        retry = "retrying will not help" if not fix.heals else (
+            f"retry at {status.next_retry_time}" if status.next_retry_time and not is_stalled(spec, status) else "")
+        tail = f" [to fix: {fix.remedy}{'; ' + retry if retry else ''}]"
+        return True, reason, (last.message or "build failed") + tail
     if last is not None and last.result == BuildResult.VALIDATION_FAILED:
         return True, Reason.VALIDATION_FAILED, f"version {last.version} rejected: {last.message}"
     if last is not None and last.result == BuildResult.ROLLED_BACK:
@@ -108,11 +135,25 @@ def _stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> Verdict:
     if not is_stalled(spec, status):
         return False, Reason.AS_EXPECTED, ""
     last = status.last_build
-    cause = f"; last: {last.reason}: {last.message}" if last is not None and last.reason else ""
+    if needs_a_fix(status) and status.consecutive_failures < spec.build.max_consecutive_failures:
+        fix = classify(last.message if last else None)
+        return True, Reason.CONFIGURATION_ERROR, (
+            f"{fix.code}: retrying the same spec and source fails the same way, so no automatic builds. "
+            f"To fix: {fix.remedy}; {REBUILD_HINT}")
+    cause = f"; last: {last.message or last.reason}" if last is not None and last.reason else ""
     return True, Reason.TOO_MANY_FAILURES, (
         f"{status.consecutive_failures} consecutive failed builds{cause}. No automatic builds until the spec changes "
         "or a rebuild is requested (annotation faiss.indexops.io/rebuild-requested-at)"
     )
+
+
+def replica_versions(obs: Observation, status: FaissIndexStatus) -> list[ReplicaVersions]:
+    """Which pod serves which version (kept from the last pass when the replicas were not asked)."""
+    if obs.replicas is None:
+        return status.serving_replicas if status.current_version else []
+    rows = [ReplicaVersions(pod=r.pod, stable=r.stable, candidate=r.candidate, error=r.error[:200] if r.error else None)
+            for r in sorted(obs.replicas, key=lambda r: r.pod)]
+    return rows[:MAX_REPLICAS_SHOWN]
 
 
 def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
@@ -128,7 +169,8 @@ def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSt
     for ctype, (value, reason, message) in verdicts.items():
         conds = set_condition(conds, ctype, value, reason, message, now, gen)
     events = _transition_events(before, verdicts)
-    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen})
+    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen,
+                                        "serving_replicas": replica_versions(obs, status)})
     return updated.model_copy(update={"phase": phase_of(updated)}), events
 
 

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from indexops_api.spec import ConcurrencyPolicy, FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Trigger
 from faiss_operator.conditions import is_new_request, parse_time, timestamp
+from faiss_operator.failures import classify
 from faiss_operator.model import Event, Observation
 from faiss_operator.schedule import due_run, next_fire_time
 
@@ -40,7 +41,17 @@ class TriggerDecision:
 
 
 def is_stalled(spec: FaissIndexSpec, status: FaissIndexStatus) -> bool:
-    return status.consecutive_failures >= spec.build.max_consecutive_failures
+    """No automatic builds: too many failures in a row, or one that retrying cannot fix."""
+    if status.consecutive_failures >= spec.build.max_consecutive_failures:
+        return True
+    return needs_a_fix(status)
+
+
+def needs_a_fix(status: FaissIndexStatus) -> bool:
+    """The last build failed in a way the same spec and source reproduce (``failures``)."""
+    last = status.last_build
+    failed = status.consecutive_failures > 0 and last is not None and last.result == BuildResult.FAILED
+    return failed and not classify(last.message).heals
 
 
 def retry_delay_seconds(spec: FaissIndexSpec, failures: int) -> int:
@@ -96,7 +107,9 @@ def _schedule(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, 
         d.updates["next_scheduled_build"] = None
         return
     now = obs.now
-    d.updates["next_scheduled_build"] = None if spec.suspend else timestamp(next_fire_time(spec.schedule, spec.time_zone, now))
+    # Stalled and suspended indexes skip their fire times: show no next build that will not run.
+    quiet = spec.suspend or stalled
+    d.updates["next_scheduled_build"] = None if quiet else timestamp(next_fire_time(spec.schedule, spec.time_zone, now))
     if spec.suspend:
         return
     handled = parse_time(status.last_schedule_time) or obs.created or now

@@ -17,10 +17,13 @@ from indexops_api.manifest import Manifest
 from indexops_api.spec import FaissIndexSpec
 
 
-def gate_problems(manifest: Manifest, spec: dict[str, Any]) -> list[str]:
-    """Why ``manifest`` would not serve under ``spec`` (camelCase dict); empty when it passes."""
+def gate_problems(manifest: Manifest, spec: dict[str, Any], *, for_pin: bool = False) -> list[str]:
+    """Why ``manifest`` would not serve under ``spec`` (camelCase dict); empty when it passes.
+
+    ``for_pin``: as a rollback target (any index type; see ``indexops_api.gates``).
+    """
     try:
         parsed = FaissIndexSpec.model_validate(spec)
     except ValidationError as exc:
         return [f"the index's spec is invalid: {exc.errors()[0]['msg']}"]
-    return gate_failures(manifest, parsed, manifest.version)
+    return gate_failures(manifest, parsed, manifest.version, same_type=not for_pin)

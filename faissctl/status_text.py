@@ -18,7 +18,8 @@ def _serving(report: dict[str, Any], now: datetime) -> list[str]:
     s = report["serving"]
     if not s["version"]:
         return ["Serving:        nothing yet (no version has passed validation)"]
-    recall = None if s["recall"] is None else f"{s['recall']:.4f} (recall@{s['k']})"
+    queries = f" on {s['recallQueries']} held-out queries" if s.get("recallQueries") else " on held-out queries"
+    recall = None if s["recall"] is None else f"{s['recall']:.4f} (recall@{s['k']}{queries}, vs exact search)"
     rollout = s["rolloutPercent"]
     candidate = f"{s['candidate']} ({rollout}% of queries)" if s["candidate"] else None
     pinned = s["pinned"]
@@ -29,14 +30,24 @@ def _serving(report: dict[str, Any], now: datetime) -> list[str]:
         "  " + _field("Version", s["version"], 14),
         "  " + _field("Since", relative(s["since"], now), 14),
         "  " + _field("Recall", recall, 14),
-        "  " + _field("p99 latency", ms(s["p99LatencyMs"]) if s["p99LatencyMs"] is not None else None, 14),
+        "  " + _field("p99 latency", f"{ms(s['p99LatencyMs'])} (builder, single query, in process)" if s["p99LatencyMs"] is not None else None, 14),
         "  " + _field("Vectors", s["vectors"], 14),
         "  " + _field("Size", size(s["sizeBytes"]) if s["sizeBytes"] is not None else None, 14),
         "  " + _field("Rollout", _rollout(s), 14),
         "  " + _field("Candidate", candidate, 14),
         "  " + _field("Pinned", pinned, 14),
         "  " + _field("Last good", s["lastGood"], 14),
-    ] + _canary(s, now)
+    ] + _replicas(s) + _canary(s, now)
+
+
+def _replicas(s: dict[str, Any]) -> list[str]:
+    """Which pod serves which version, as the pods reported it to the operator."""
+    rows = []
+    for r in s.get("replicas") or []:
+        loaded = r.get("stable") or NONE
+        loaded += f" + candidate {r['candidate']}" if r.get("candidate") else ""
+        rows.append(f"    {r.get('pod')}: {'unreachable (' + r['error'] + ')' if r.get('error') else loaded}")
+    return ["  Pods:"] + rows if rows else []
 
 
 def _canary(s: dict[str, Any], now: datetime) -> list[str]:
@@ -99,7 +110,13 @@ def _build(report: dict[str, Any], now: datetime) -> list[str]:
 
 def _took(start: str | None, end: str | None) -> str:
     a, b = parse_time(start), parse_time(end)
-    return f", took {human_duration((b - a).total_seconds())}" if a and b else ""
+    return f", Job took {human_duration((b - a).total_seconds())} (pod start-up included)" if a and b else ""
+
+
+def _type(report: dict[str, Any]) -> str:
+    """The serving version's type; the spec's beside it when they differ (a pin, a migration)."""
+    serving, wanted = report["indexType"], report.get("specIndexType")
+    return cell(serving) if not wanted or wanted == serving else f"{cell(serving)} serving (spec.indexType: {wanted})"
 
 
 def render(report: dict[str, Any], now: datetime, hints: list[str] | None = None) -> str:
@@ -108,7 +125,7 @@ def render(report: dict[str, Any], now: datetime, hints: list[str] | None = None
         _field("Name", report["name"]),
         _field("Namespace", report["namespace"]),
         _field("Phase", f"{report['phase']} (Ready={report['ready']})"),
-        _field("Horizon / type", f"{cell(report['horizon'])} / {cell(report['indexType'])}"),
+        _field("Horizon / type", f"{cell(report['horizon'])} / {_type(report)}"),
     ]
     lines += _serving(report, now)
     lines += _build(report, now)

@@ -100,7 +100,7 @@ def previous_good(index: dict[str, Any], manifests: dict[str, Manifest | str]) -
             skipped.append(f"{version}: manifest unreadable ({m})")
         elif version in rejected:
             skipped.append(f"{version}: rejected by the operator")
-        elif problems := gate_problems(m, spec):
+        elif problems := gate_problems(m, spec, for_pin=True):
             skipped.append(f"{version}: {'; '.join(problems)}")
         else:
             return version, skipped

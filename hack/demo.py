@@ -8,6 +8,7 @@ and, if it fails, exactly what failed.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,8 +70,22 @@ def main() -> int:
     print(cluster.kubectl("describe", "faissindex", NAME, "-n", NAMESPACE).stdout)
     step(f"faissctl status {NAME} (also `kubectl faiss status`)")
     print(cluster.run(str(Path(sys.executable).parent / "faissctl"), "status", NAME, "-n", NAMESPACE).stdout)
-    step("done: the index serves. Tear down with `make stack-down`.")
+    step("done: the index serves. Get a shell that talks to it:")
+    print(shell_hint())
     return 0
+
+
+def shell_hint() -> str:
+    """The exact commands for a working shell (kubectl and faissctl against this stack)."""
+    root = Path(__file__).resolve().parents[1]
+    stack = Path(os.environ.get("FAISS_STACK_DIR", root / ".stack"))
+    return "\n".join((
+        f"  source {stack / 'env'}                 # KUBECONFIG, S3_ENDPOINT_URL, AWS_* of the local stack",
+        f"  export PATH={Path(sys.executable).parent}:$PATH   # faissctl, kubectl-faiss, faiss-index-builder",
+        f"  kubectl get faissindex -n {NAMESPACE} -o wide && faissctl status {NAME} -n {NAMESPACE}",
+        f"  logs: {stack / 'logs'} (control plane), {stack / 'pods'}/<namespace>_<pod>/<container>.log (pods)",
+        "  make stack-down keeps the logs; make clean removes them",
+    ))
 
 
 def leader_pod(cluster: Cluster) -> str | None:

@@ -16,15 +16,17 @@ _DROP = {"title"}
 
 PRINTER_COLUMNS = [
     {"name": "Horizon", "type": "string", "jsonPath": ".spec.horizon"},
-    {"name": "Type", "type": "string", "jsonPath": ".spec.indexType"},
+    {"name": "Type", "type": "string", "jsonPath": ".status.indexType"},
     {"name": "Version", "type": "string", "jsonPath": ".status.currentVersion"},
     {"name": "Canary%", "type": "integer", "jsonPath": ".status.rolloutPercent"},
     {"name": "Recall", "type": "number", "jsonPath": ".status.recall"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
+    {"name": "Spec-Type", "type": "string", "jsonPath": ".spec.indexType", "priority": 1},
     {"name": "Vectors", "type": "integer", "jsonPath": ".status.vectors", "priority": 1},
     {"name": "Candidate", "type": "string", "jsonPath": ".status.candidateVersion", "priority": 1},
     {"name": "Failures", "type": "integer", "jsonPath": ".status.consecutiveFailures", "priority": 1},
+    {"name": "Last-Result", "type": "string", "jsonPath": ".status.lastBuild.reason", "priority": 1},
     {"name": "Next-Build", "type": "string", "jsonPath": ".status.nextScheduledBuild", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -11,12 +11,19 @@ from indexops_api.spec import FaissIndexSpec
 
 
 def gate_failures(
-    manifest: Manifest, spec: FaissIndexSpec, expected_version: str, serving_vectors: int | None = None
+    manifest: Manifest,
+    spec: FaissIndexSpec,
+    expected_version: str,
+    serving_vectors: int | None = None,
+    *,
+    same_type: bool = True,
 ) -> list[str]:
     """Every reason ``manifest`` must not serve under ``spec`` (empty list = passes).
 
     ``serving_vectors`` is the vector count of the version serving now, for the
-    count-change gate (None when nothing serves yet).
+    count-change gate (None when nothing serves yet). ``same_type=False`` is the rule for a
+    rollback target (``pinnedVersion``): a version of another index type may serve when pinned
+    (rolling back a migration is what a pin is for), so that check is left out.
     """
     failures: list[str] = []
     gates = spec.validation
@@ -24,7 +31,7 @@ def gate_failures(
         failures.append(f"manifest is for version {manifest.version}, expected {expected_version}")
     if manifest.dimension != spec.dimension:
         failures.append(f"dimension {manifest.dimension} != spec.dimension {spec.dimension}")
-    if manifest.index_type != spec.index_type:
+    if same_type and manifest.index_type != spec.index_type:
         failures.append(f"indexType {manifest.index_type.value} != spec.indexType {spec.index_type.value}")
     if manifest.vectors < gates.min_vectors:
         failures.append(f"{manifest.vectors} vectors < minVectors {gates.min_vectors}")

@@ -13,11 +13,11 @@ import re
 from datetime import datetime, timezone
 
 from indexops_api.constants import MANIFEST_FILE, POINTER_FILE
-from indexops_api.spec import FaissIndexSpec
+from indexops_api.spec import FaissIndexSpec, IndexType
 
 # Spec fields whose change means a different index must be built. Gates (minRecall,
 # minVectors) and rollout settings are applied by the operator to an existing manifest,
-# so changing them never rebuilds.
+# so changing them never rebuilds, except minRecall under Auto without tuning (build_key).
 BUILD_FIELDS: dict[str, object] = {
     "horizon": True,
     "dimension": True,
@@ -38,11 +38,17 @@ MAX_NAME = 63
 
 
 def build_key(spec: FaissIndexSpec) -> str:
-    """sha256 over the canonical JSON of the build-relevant fields of ``spec``."""
+    """sha256 over the canonical JSON of the build-relevant fields of ``spec``.
+
+    ``Auto`` without ``tuning`` aims at ``validation.minRecall`` when it picks a type
+    (``index_builder.auto.target_recall``), so there that gate shapes the build too.
+    """
     relevant = spec.model_dump(mode="json", by_alias=True, include=BUILD_FIELDS)
     if spec.shards == 1:  # unsharded specs keep the digest they had before shards existed
         relevant.pop("shards", None)
         relevant.pop("shardMerge", None)
+    if spec.index_type == IndexType.AUTO and spec.tuning is None:
+        relevant["validation"]["minRecall"] = spec.validation.min_recall
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -51,6 +51,7 @@ class Reason(str, Enum):
     STORAGE_NOT_ALLOWED = "StorageNotAllowed"
     DISRUPTED = "Disrupted"
     STORAGE_UNAVAILABLE = "StorageUnavailable"
+    CONFIGURATION_ERROR = "ConfigurationError"
 
 
 class EventReason(str, Enum):
@@ -129,6 +130,18 @@ class LastBuild(ApiModel):
     ] = []
 
 
+class ReplicaVersions(ApiModel):
+    """Which versions one serving pod has loaded, as it reported them (``/v1/status``)."""
+
+    pod: str
+    stable: str | None = None
+    candidate: str | None = None
+    error: str | None = None  # could not be asked (timeout, NetworkPolicy, ...)
+
+
+MAX_REPLICAS_SHOWN = 20
+
+
 class StepAnalysis(ApiModel):
     """What the serving replicas measured for the candidate in the current rollout step."""
 
@@ -157,11 +170,13 @@ class FaissIndexStatus(ApiModel):
     candidate_version: Annotated[str | None, Field(description="The validated version in a canary / rollout step.")] = None
     last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout.")] = None
     rollout_percent: Annotated[int | None, Field(description="Share of queries the candidate receives (100 without a candidate).")] = None
-    recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version.")] = None
+    index_type: Annotated[str | None, Field(description="Index type of the serving version (differs from spec.indexType after a pin across a migration, or while a new type rolls out).")] = None
+    recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version, against exact search on held-out queries that were never added to the index.")] = None
     recall_lower_bound: Annotated[
         float | None, Field(description="95% lower confidence bound on that recall (bootstrap over the held-out queries).")
     ] = None
-    p99_latency_ms: Annotated[float | None, Field(description="Single-query p99 latency the builder measured for the serving version.")] = None
+    recall_queries: Annotated[int | None, Field(description="How many held-out queries the recall was measured on.")] = None
+    p99_latency_ms: Annotated[float | None, Field(description="p99 of single-query search latency, measured by the builder in its own process (no network, no batching); serving pods report their own latencies in /metrics.")] = None
     vectors: Annotated[int | None, Field(description="Vectors in the serving version.")] = None
     size_bytes: Annotated[int | None, Field(description="Size of the serving version's files.")] = None
     shards: Annotated[
@@ -188,6 +203,7 @@ class FaissIndexStatus(ApiModel):
     rollout_step: Annotated[int | None, Field(description="Index into spec.rollout.steps while a stepped rollout runs.")] = None
     step_started_at: Annotated[str | None, Field(description="When the current rollout step began.")] = None
     analysis: Annotated[StepAnalysis | None, Field(description="What the serving replicas measured for the candidate in the current rollout step.")] = None
+    serving_replicas: Annotated[list[ReplicaVersions], Field(description=f"Which versions each serving pod reported loaded on the last check (at most {MAX_REPLICAS_SHOWN} pods).", max_length=MAX_REPLICAS_SHOWN)] = []
 
     def condition(self, ctype: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == ctype), None)

@@ -56,8 +56,8 @@ def read_versions(app: App, index: dict[str, Any], endpoint: str | None) -> tupl
 
 def _render(location: str, table_rows: list[VersionRow], now: datetime) -> str:
     body = table(
-        ["VERSION", "MARKS", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"],
-        [[r.version, ",".join(r.marks), None if r.recall is None else f"{r.recall:.4f}@{r.k}",
+        ["VERSION", "MARKS", "TYPE", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"],
+        [[r.version, ",".join(r.marks), r.index_type, None if r.recall is None else f"{r.recall:.4f}@{r.k}",
           None if r.p99_latency_ms is None else ms(r.p99_latency_ms), r.vectors,
           None if r.size_bytes is None else size(r.size_bytes), f"{age(r.created, now)} ago" if r.created else None]
          for r in table_rows],
@@ -122,7 +122,9 @@ def pin(app: App, name: str, version: str | None, previous: bool, s3_endpoint: s
         for why in skipped:
             note(f"skipped {why}")
         if version is None:
-            raise CtlError(f"no stored version of {name} older than {(index.get('status') or {}).get('currentVersion') or 'the serving one'} passes the gates")
+            current = (index.get("status") or {}).get("currentVersion") or "the serving one"
+            raise CtlError(f"no stored version of {name} older than {current} passes the gates; "
+                           f"pin one explicitly with `faissctl pin {name} VERSION` (list them with `faissctl versions {name}`)")
     updated = kube.patch_index(ns, name, {"spec": {"rollout": {"pinnedVersion": version}}})
     emit(_pin_report(updated, version), fmt,
          lambda: f"faissindex {ns}/{name} pinned to {version}; the operator will serve it at 100% "

@@ -147,7 +147,7 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.SERVING_DISABLED: (ConditionType.READY, "True", "Healthy"),
     Reason.NO_VERSION: (ConditionType.READY, "False", "Progressing"),
     Reason.SERVING_UNAVAILABLE: (ConditionType.READY, "False", "Progressing"),
-    Reason.REPLICAS_CONVERGING: (ConditionType.READY, "False", "Progressing"),
+    Reason.REPLICAS_CONVERGING: (ConditionType.PROGRESSING, "True", "Progressing"),
     Reason.BUILDING: (ConditionType.PROGRESSING, "True", "Progressing"),
     Reason.ROLLING_OUT: (ConditionType.PROGRESSING, "True", "Progressing"),
     # Declared for rollout steps waiting for enough traffic; not on a condition yet.
@@ -169,6 +169,7 @@ REASON_HEALTH: dict[Reason, tuple[ConditionType, str, str]] = {
     Reason.ARTIFACTS_MISSING: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.PINNED_VERSION_MISSING: (ConditionType.DEGRADED, "True", "Degraded"),
     Reason.TOO_MANY_FAILURES: (ConditionType.STALLED, "True", "Degraded"),
+    Reason.CONFIGURATION_ERROR: (ConditionType.STALLED, "True", "Degraded"),
     # A canary taken out of rotation (failed analysis step, or a manual abort): stays until
     # the next build, like a failed build.
     Reason.ROLLED_BACK: (ConditionType.DEGRADED, "True", "Degraded"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from indexops_api.layout import build_key, job_name, version_id
 from indexops_api.status import BuildResult, ConditionType, EventReason, FaissIndexStatus, Reason
 from faiss_operator.decide import decide
@@ -115,14 +117,35 @@ def test_lowering_min_recall_promotes_the_rejected_build_without_rebuilding():
 
 def test_a_failed_job_reports_its_termination_message_and_counts_the_failure():
     s = spec()
-    plan = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Failed", "InvalidVectors: 3 rows contain NaN")))
+    message = "SourceUnreachable: could not connect to 10.0.0.5:5432"
+    plan = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Failed", message)))
     assert reasons(plan) == [EventReason.BUILD_FAILED, EventReason.RETRY_SCHEDULED]
-    assert "InvalidVectors: 3 rows contain NaN" in plan.events[0].message
+    assert message in plan.events[0].message
     assert plan.status.consecutive_failures == 1
     degraded = cond(plan, ConditionType.DEGRADED)
-    assert degraded.reason == Reason.BUILD_FAILED and "NaN" in degraded.message
-    again = decide(observation(s, plan.status, job=job(s, "Failed", "InvalidVectors: 3 rows contain NaN")))
+    assert degraded.reason == Reason.BUILD_FAILED and message in degraded.message
+    assert "to fix: the source did not answer" in degraded.message and f"retry at {plan.status.next_retry_time}" in degraded.message
+    again = decide(observation(s, plan.status, job=job(s, "Failed", message)))
     assert again.events == [] and again.status.consecutive_failures == 1 and again.create_job is None
+
+
+def test_a_failure_retrying_cannot_fix_stalls_at_once_with_the_remedy_and_no_pending_times():
+    s = spec(schedule="0 * * * *")
+    message = "InvalidVectors: 3 rows contain NaN"
+    plan = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Failed", message)))
+    assert reasons(plan) == [EventReason.BUILD_FAILED, EventReason.STALLED]
+    assert "To fix: the source holds NaN/Inf values" in plan.events[1].message
+    stalled = cond(plan, ConditionType.STALLED)
+    assert (stalled.status, stalled.reason) == ("True", Reason.CONFIGURATION_ERROR) and "rebuild" in stalled.message
+    assert "retrying will not help" in cond(plan, ConditionType.DEGRADED).message
+    assert plan.status.next_retry_time is None and plan.status.next_scheduled_build is None
+    assert plan.status.consecutive_failures == 1 and plan.status.phase == "Stalled"
+    later = decide(observation(s, plan.status, job=job(s, "Failed", message), now=NOW + timedelta(hours=3)))
+    assert later.create_job is None and later.events == [], "no retry and no scheduled build while it needs a fix"
+    fixed = decide(observation(s, plan.status, job=job(s, "Failed", message), rebuild_request="2026-11-21T13:00:00Z",
+                               now=NOW + timedelta(hours=3)))
+    assert fixed.status.last_build.trigger.value == "Manual" and fixed.status.last_build.result == BuildResult.RUNNING
+    assert cond(fixed, ConditionType.STALLED).status == "False"
 
 
 def test_a_succeeded_job_without_a_manifest_is_a_failed_build():

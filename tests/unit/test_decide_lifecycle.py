@@ -245,6 +245,16 @@ def test_a_spec_change_outside_the_build_fields_starts_no_build(change):
     assert plan.status.observed_generation == 4
 
 
+def test_raising_min_recall_rebuilds_an_auto_index_without_tuning_because_auto_aims_at_it():
+    auto = {"indexType": "Auto", "parameters": {}}
+    s, raised = spec(**auto), spec(**auto, **{"validation.minRecall": 0.97})
+    assert build_key(raised) != build_key(s)
+    plan = decide(observation(raised, serving(s), generation=4))
+    assert plan.create_job is not None and plan.create_job.trigger == "Spec"
+    tuned = {**auto, "tuning": {"targetRecall": 0.95}}
+    assert build_key(spec(**tuned)) == build_key(spec(**tuned, **{"validation.minRecall": 0.97})), "tuning sets Auto's target"
+
+
 def test_labels_and_other_annotations_reach_decide_as_the_same_observation_and_start_nothing():
     # Metadata edits do not bump metadata.generation, and observe reads only the rebuild
     # annotation: an edited label or annotation is the same observation again.

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from indexops_api.spec import IndexType
 from indexops_api.layout import build_key
 from indexops_api.manifest import SourceFingerprint
 from indexops_api.status import BuildResult, ConditionType, EventReason as ER, Reason
@@ -246,6 +247,14 @@ def test_a_pinned_version_serves_exactly_and_is_reported_once(candidate):
     assert cond(plan, ConditionType.READY).reason == Reason.PINNED
     again = decide(next_pass(obs, plan, pointer=plan.write_pointer, pinned_manifest=None, now=NOW + MINUTE))
     assert again.events == [] and again.write_pointer is None and again.status.current_version == pin
+
+
+def test_status_names_the_index_type_that_serves_when_a_pin_crosses_a_migration():
+    s = pinned_spec(indexType="IVF")
+    pin, key = s.rollout.pinned_version, build_key(s)
+    hnsw = manifest(pin, key).model_copy(update={"index_type": IndexType.HNSW})
+    plan = decide(observation(s, serving(s), pointer=pointer(serving(s).current_version), pinned_manifest=hnsw))
+    assert plan.status.current_version == pin and plan.status.index_type == "HNSW" and s.index_type.value == "IVF"
 
 
 def pinned_status(s, **fields):

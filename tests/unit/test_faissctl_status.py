@@ -28,10 +28,11 @@ def test_status_of_one_index_shows_what_serves_the_last_build_conditions_and_eve
     assert "Phase:          Serving (Ready=True)" in out
     assert f"Version:      {V3}" in out
     assert "Since:        2026-11-21T00:05:00Z (11h ago)" in out
-    assert "Recall:       0.9935 (recall@10)" in out
-    assert "p99 latency:  0.412 ms" in out and "Vectors:      4000" in out and "Size:         1.2 MiB" in out
+    assert "Recall:       0.9935 (recall@10 on held-out queries, vs exact search)" in out
+    assert "p99 latency:  0.412 ms (builder, single query, in process)" in out
+    assert "Vectors:      4000" in out and "Size:         1.2 MiB" in out
     assert "Result:       Succeeded (#3 trigger Schedule)" in out
-    assert "took 4m10s" in out
+    assert "Job took 4m10s (pod start-up included)" in out
     assert "Failures:       0 in a row (Stalled after 3)" in out
     assert "Schedule:       0 */6 * * *; next build 2026-11-21T18:00:00Z (in 6h)" in out
     assert "Conditions:\n  TYPE          STATUS   REASON       AGE   MESSAGE\n  Ready         True     Serving" in out
@@ -142,3 +143,22 @@ def test_a_stepped_rollout_shows_its_step_analysis_and_the_last_rollback() -> No
     assert ("Analysis:     1200 requests, 1 errors, p99 3.100 ms vs stable 2.900 ms, overlap@k 0.971 on 200 shadowed; "
             "waiting for the pause to end") in out
     assert "Rolled back:  20261120T060000Z-bbbbbbbb: p99 4.0ms > 2x stable" in out
+
+
+def test_status_shows_the_type_that_serves_and_the_spec_type_when_a_pin_crosses_a_migration() -> None:
+    pinned = index(status=serving_status(indexType="HNSW", pinnedVersion=V3))
+    pinned["spec"]["indexType"] = "IVF"
+    out = invoke(make_app(FakeKube().add(pinned)), "status", "weather").stdout
+    assert "Horizon / type: 6h / HNSW serving (spec.indexType: IVF)" in out
+    same = invoke(make_app(FakeKube().add(index(status=serving_status(indexType="HNSW")))), "status", "weather").stdout
+    assert "Horizon / type: 6h / HNSW\n" in same
+
+
+def test_status_says_how_many_queries_recall_was_measured_on_and_which_pod_serves_what() -> None:
+    st = serving_status(recallQueries=200, servingReplicas=[{"pod": "weather-serving-a", "stable": V3},
+                                                             {"pod": "weather-serving-b", "stable": V4, "candidate": V3},
+                                                             {"pod": "weather-serving-c", "error": "timeout"}])
+    out = invoke(make_app(FakeKube().add(index(status=st))), "status", "weather").stdout
+    assert "(recall@10 on 200 held-out queries, vs exact search)" in out
+    assert f"  Pods:\n    weather-serving-a: {V3}\n    weather-serving-b: {V4} + candidate {V3}\n" in out
+    assert "weather-serving-c: unreachable (timeout)" in out

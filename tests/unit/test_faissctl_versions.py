@@ -7,6 +7,7 @@ import json
 from faissctl_fakes import V1, V2, V3, V4, FakeKube, FakeStore, index, invoke, make_app, manifest, serving_status
 
 from faissctl.versions import previous_good
+from indexops_api.spec import IndexType
 
 
 def _kube(**status: object) -> FakeKube:
@@ -22,10 +23,10 @@ def test_versions_lists_newest_first_with_roles_recall_vectors_size_and_age() ->
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "Versions in s3://idx/faiss-indexes/default/weather/6h/versions/"
-    assert lines[1].split() == ["VERSION", "MARKS", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"]
+    assert lines[1].split() == ["VERSION", "MARKS", "TYPE", "RECALL", "P99", "VECTORS", "SIZE", "CREATED"]
     assert [line.split()[0] for line in lines[2:6]] == [V4, V3, V2, V1]
-    assert lines[3].split()[1:4] == ["serving,pinned", "0.9935@10", "0.400"]
-    assert lines[4].split()[1:3] == ["last-good", "0.9700@10"]
+    assert lines[3].split()[1:5] == ["serving,pinned", "HNSW", "0.9935@10", "0.400"]
+    assert lines[4].split()[1:4] == ["last-good", "HNSW", "0.9700@10"]
     assert "1.2 KiB" in lines[3] and "12h ago" in lines[3]
     assert f"note: {V4}: no manifest" in result.stdout
     assert store.opened[0].endpoint == "http://s3.local:9000" and store.prefixes == ["faiss-indexes/default/weather/6h"]
@@ -76,12 +77,24 @@ def test_pin_previous_picks_the_newest_older_version_that_passes_the_gates() -> 
     assert f"skipped {V2}: recall@10 0.5000 < minRecall 0.9000" in result.stderr
 
 
-def test_pin_previous_with_nothing_suitable_fails_without_patching() -> None:
+def test_pin_previous_with_nothing_suitable_fails_without_patching_and_says_how_to_pin_explicitly() -> None:
     kube = _kube()
     store = FakeStore({V2: manifest(V2, checks_pass=False), V3: manifest(V3)})
     result = invoke(make_app(kube, store), "pin", "weather", "--previous")
     assert result.exit_code == 1 and "no stored version of weather older than" in result.stderr
     assert "check ids-unique failed: 2 duplicate ids" in result.stderr and kube.patches == []
+    assert "faissctl pin weather VERSION" in result.stderr
+
+
+def test_pin_previous_after_a_migration_rolls_back_to_the_previous_index_type() -> None:
+    status = serving_status(currentVersion=V4)
+    kube = FakeKube().add(index(status=status))
+    kube.objects[("default", "weather")]["spec"]["indexType"] = "IVF"  # migrated HNSW -> IVF; V4 is IVF
+    ivf = manifest(V4).model_copy(update={"index_type": IndexType.IVF})
+    store = FakeStore({V3: manifest(V3), V4: ivf})
+    result = invoke(make_app(kube, store), "pin", "weather", "--previous", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pinnedVersion"] == V3, "the HNSW version from before the migration"
 
 
 def test_previous_good_needs_a_serving_version() -> None:

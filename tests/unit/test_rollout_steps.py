@@ -135,14 +135,29 @@ def test_numbers_from_replicas_still_on_the_previous_step_are_not_counted(steppe
     assert plan.events == [] and plan.status.analysis.requests == 5 and plan.status.analysis.replicas == 1
 
 
-def test_ready_waits_until_every_replica_has_loaded_the_expected_versions(stepped):
+def test_ready_stays_true_while_replicas_load_the_expected_versions_and_progressing_says_so(stepped):
     s, st, ptr, v1, v2 = stepped
     behind = [report("a", 2, v1, v2), report("b", 1, v1, None)]
-    ready = decide(at(1, s, st, ptr, behind)).status.condition(ConditionType.READY)
-    assert ready.status == "False" and ready.reason == Reason.REPLICAS_CONVERGING
-    assert ready.message.startswith("1/2 serving replicas have loaded")
+    plan = decide(at(1, s, st, ptr, behind))
+    ready = plan.status.condition(ConditionType.READY)
+    assert ready.status == "True" and ready.reason == Reason.SERVING
+    assert v1 in ready.message, "Ready names the version the replicas answer with meanwhile"
     unreachable = [ReplicaReport(pod="a", error="timeout"), ReplicaReport(pod="b", error="timeout")]
     assert decide(at(1, s, st, ptr, unreachable)).status.condition(ConditionType.READY).status == "True"
+
+
+def test_a_promoted_version_still_loading_on_a_replica_is_progressing_replicas_converging(stepped):
+    s, st, ptr, v1, v2 = stepped
+    promoted = st.model_copy(update={"current_version": v2, "candidate_version": None})
+    pointer = ptr.model_copy(update={"stable_version": v2, "candidate_version": None, "candidate_percent": 0})
+    behind = [report("a", 2, v2, None), report("b", 1, v1, None)]
+    plan = decide(at(1, s, promoted, pointer, behind))
+    ready, progressing = (plan.status.condition(t) for t in (ConditionType.READY, ConditionType.PROGRESSING))
+    assert ready.status == "True" and v1 in ready.message
+    assert progressing.status == "True" and progressing.reason == Reason.REPLICAS_CONVERGING
+    assert progressing.message.startswith("1/2 serving replicas have loaded") and plan.status.phase == "RollingOut"
+    caught_up = decide(at(2, s, promoted, pointer, [report("a", 2, v2, None), report("b", 2, v2, None)]))
+    assert caught_up.status.condition(ConditionType.PROGRESSING).status == "False"
 
 
 def test_the_p99_of_merged_histograms_is_the_bucket_bound_of_the_99th_percentile():
@@ -225,3 +240,19 @@ def test_a_replica_whose_status_has_no_rollout_block_counts_as_unknown_not_as_be
     assert old.error is not None and "older serving image" in old.error
     loading = parse_report("new", {"rollout": None, "failures": [{"version": "v9", "reason": "checksum", "message": "bad"}]})
     assert loading.error is None and loading.stable is None and loading.refused == {"v9": "checksum: bad"}
+
+
+def test_status_lists_which_pod_serves_which_version_and_keeps_it_when_replicas_are_not_asked(stepped):
+    s, st, ptr, v1, v2 = stepped
+    plan = decide(at(1, s, st, ptr, [report("b", 2, v1, v2), report("a", 2, v1, None), ReplicaReport(pod="c", error="timeout")]))
+    rows = [(r.pod, r.stable, r.candidate, r.error) for r in plan.status.serving_replicas]
+    assert rows == [("a", v1, None, None), ("b", v1, v2, None), ("c", None, None, "timeout")]
+    unasked = decide(dataclasses.replace(at(2, s, plan.status, ptr, []), replicas=None))
+    assert unasked.status.serving_replicas == plan.status.serving_replicas
+
+
+def test_empty_lists_are_left_out_of_the_status_patch_so_describe_shows_no_empty_fields():
+    from faiss_operator.execute import status_body  # noqa: PLC0415 — execute imports kopf; keep it local
+
+    body = status_body(FaissIndexStatus(history=[], serving_replicas=[]))
+    assert body["history"] is None and body["servingReplicas"] is None and body["buildCount"] == 0

@@ -7,8 +7,8 @@
 --   Stalled=True                                     -> Degraded
 --   Degraded=True (any other reason, even while an older version serves) -> Degraded,
 --     except SourceDrift / ArtifactsMissing while a build runs (the build repairs them)
---   Progressing=True (Building, RollingOut)          -> Progressing
---   Ready not True, except NoVersionYet (ServingUnavailable, ReplicasConverging) -> Progressing
+--   Progressing=True (Building, RollingOut, ReplicasConverging) -> Progressing
+--   Ready not True, except NoVersionYet (ServingUnavailable) -> Progressing
 --   spec.suspend (Progressing reason Suspended)      -> Suspended
 --   Ready=True (Serving, Pinned, ServingDisabled)    -> Healthy
 --   anything else (Ready=False NoVersionYet and idle, no Ready condition) -> Progressing
@@ -88,8 +88,8 @@ local function assess(obj)
     end
     return health("Progressing", message)
   end
-  -- A version exists but not every serving replica has it (ServingUnavailable,
-  -- ReplicasConverging): serving is catching up.
+  -- A version exists but not enough serving replicas are ready (ServingUnavailable):
+  -- serving is catching up.
   if ready ~= nil and ready.status ~= "True" and ready.reason ~= "NoVersionYet" then
     return health("Progressing", describe(ready))
   end
