@@ -126,7 +126,7 @@ def _size(ctx: Context, name: str) -> int:
 
 def mergeable(factory: str) -> bool:
     """IVF families and flat codes have ``merge_from``; graphs (HNSW) do not."""
-    return factory.startswith(("IVF", "Flat")) and "HNSW" not in factory
+    return factory.startswith(("IVF", "Flat"))  # an HNSW coarse quantizer (IVF..._HNSW32) is shared trained state
 
 
 def serving_memory_limit(spec: FaissIndexSpec) -> int:
