@@ -71,7 +71,7 @@ class ShardLoader(VersionLoader):
         super().__init__(*args, **kwargs)
         self.shard, self.shards = shard, shards
 
-    def load(self, version: str, admit: Any = None) -> LoadedVersion:
+    def load(self, version: str, admit: Any = None, low_priority: bool = False) -> LoadedVersion:
         started = time.perf_counter()
         if not is_safe_name(version):
             raise VersionRejected(version, "invalid", f"version id {version!r} is not a safe name")
@@ -88,8 +88,8 @@ class ShardLoader(VersionLoader):
             admit(manifest.model_copy(update={"size_bytes": size}))  # the memory check is for this shard only
         directory = self.directory(version)
         directory.mkdir(parents=True, exist_ok=True)
-        for name in (entry.index_file, entry.ids_file):
-            self._fetch_verified(version, files[name], directory)
+        mine = manifest.model_copy(update={"files": [files[entry.index_file], files[entry.ids_file]]})
+        self._fetch_all(version, mine, directory, low_priority)  # this shard's two files, verified
         index, mode = self._read_index(version, directory / entry.index_file)
         ids = self._read_ids(version, directory / entry.ids_file)
         if index.d != manifest.dimension or index.ntotal != entry.vectors or ids.shape[0] != index.ntotal:
@@ -108,8 +108,10 @@ class ShardRuntime(IndexRuntime):
     def __init__(self, *args: Any, shard: int, shards: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.shard, self.shards = shard, shards
-        self.loader = ShardLoader(self.loader.store, self.loader.versions_prefix, self.loader.cache_dir,
+        plain = self.loader  # same store, cache, low-priority fetching and cache-repair counting; this shard's files only
+        self.loader = ShardLoader(plain.store, plain.versions_prefix, plain.cache_dir, subprocess_fetch=plain.worker is not None,
                                   shard=shard, shards=shards)
+        self.loader.on_cache_repair = plain.on_cache_repair
         self._previous: LoadedVersion | None = None
         self._outgoing: LoadedVersion | None = None
 
