@@ -54,6 +54,7 @@ def test_indexes_on_a_hostile_endpoint_fail_bounded_while_another_index_reconcil
     key = f"sec-s3/{uuid.uuid4().hex[:6]}/{{horizon}}/vectors.npy"
     cluster.upload_embeddings(key.replace("{horizon}", "6h"), vectors)
     source = helpers.s3_source(key)
+    source["s3"]["endpoint"] = cluster.s3_endpoint  # the source stays on the granted S3; only storage is hostile
     with cluster.temporary_namespace("sec-s3") as ns:
         for bucket in HOSTILE:
             helpers.apply_doc(cluster, ns, helpers.index_doc(
