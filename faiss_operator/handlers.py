@@ -27,11 +27,12 @@ from faiss_operator.jobstate import is_finished
 from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
-from faiss_operator.pacing import idle_delay
+from faiss_operator.pacing import ResyncSlots, idle_wait
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
 POINTER_SETTLE_SECONDS = 3.0
+_SLOTS = ResyncSlots(CONFIG.idle_passes_per_second)
 _wakeups: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,11 @@ def _fetch(namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
-def reconcile_once(namespace: str, name: str) -> float:
-    """One observe -> decide -> execute pass; returns seconds until the next resync."""
+def reconcile_once(namespace: str, name: str) -> tuple[float, bool]:
+    """One observe -> decide -> execute pass; returns (seconds until the next pass, paced by the shared budget)."""
     body = _fetch(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return CONFIG.resync_seconds
+        return CONFIG.resync_seconds, False
     started = time.monotonic()
     obs = observe(body, config=CONFIG)
     metrics.record_storage(namespace, name, obs.storage_error, obs.storage_unavailable)
@@ -83,12 +84,21 @@ def reconcile_once(namespace: str, name: str) -> float:
     last = plan.status.last_build
     building = last is not None and last.result == BuildResult.RUNNING
     if plan.write_pointer is not None:
-        return POINTER_SETTLE_SECONDS  # look again soon: replicas load the new pointer within seconds
+        return POINTER_SETTLE_SECONDS, False  # look again soon: replicas load the new pointer within seconds
     busy = building or plan.status.candidate_version is not None or obs.storage_error
     if busy:
-        return CONFIG.poll_seconds_while_building
-    return idle_delay(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
-                      indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
+        return CONFIG.poll_seconds_while_building, False
+    return idle_wait(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
+                     indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
+
+
+async def _sleep(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when woken by an event."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=max(seconds, 0.0))
+        return True
+    except asyncio.TimeoutError:
+        return False
 
 
 @kopf.daemon(c.GROUP, c.VERSION, c.PLURAL, cancellation_timeout=10)
@@ -97,8 +107,9 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
     backoff = 1.0
     while not stopped:
         event.clear()
+        paced = False
         try:
-            delay = await asyncio.to_thread(reconcile_once, namespace, name)
+            delay, paced = await asyncio.to_thread(reconcile_once, namespace, name)
             backoff = 1.0
         except StorageError as exc:
             logger.warning(f"storage error, retrying: {exc}")
@@ -108,10 +119,9 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
             logger.exception(f"reconcile failed, retrying in {backoff:.0f}s: {exc}")
             metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
             delay, backoff = backoff, min(backoff * 2, 60)
-        try:
-            await asyncio.wait_for(event.wait(), timeout=delay)
-        except asyncio.TimeoutError:
-            pass
+        woken = await _sleep(event, delay)
+        if not woken and paced and not stopped:  # a safety-net resync waits for its slot in the shared budget
+            await _sleep(event, _SLOTS.take(time.monotonic()) - time.monotonic())
     _wakeups.pop((namespace, name), None)
 
 

@@ -64,10 +64,41 @@ def next_timer(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datet
     return max(MIN_DELAY, min((d - now).total_seconds() for d in due))
 
 
-def idle_delay(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datetime, *, resync_seconds: float,
-               indexes: int, idle_passes_per_second: float, rng: random.Random | None = None) -> float:
-    """Seconds an idle index sleeps: until its next timer, at most the jittered safety-net resync."""
+def idle_wait(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datetime, *, resync_seconds: float,
+              indexes: int, idle_passes_per_second: float, rng: random.Random | None = None) -> tuple[float, bool]:
+    """(seconds an idle index sleeps, whether that is the safety net rather than a timer).
+
+    A safety-net pass also takes a slot from ``ResyncSlots``: the interval above spreads
+    indexes out, the slots enforce the budget when many are due at once (after a mass
+    apply, the interval was computed while N was still small).
+    """
     r = rng or random
     safety = safety_resync_seconds(resync_seconds, indexes, idle_passes_per_second) * r.uniform(1 - JITTER, 1 + JITTER)
     timer = next_timer(spec, status, now)
-    return max(MIN_DELAY, min(safety, timer) if timer is not None else safety)
+    if timer is not None and timer <= safety:
+        return max(MIN_DELAY, timer), False
+    return max(MIN_DELAY, safety), True
+
+
+def idle_delay(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datetime, **kw) -> float:
+    return idle_wait(spec, status, now, **kw)[0]
+
+
+class ResyncSlots:
+    """Start times for safety-net passes, at most ``rate`` per second across all indexes.
+
+    O(1) and lock-free under asyncio (one event loop thread): each caller gets the next
+    free slot. A pass woken by an event while waiting for its slot runs at once and the
+    slot is simply unused.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = float("-inf")
+
+    def take(self, now: float) -> float:
+        if self.rate <= 0:
+            return now
+        slot = max(now, self._next)
+        self._next = slot + 1.0 / self.rate
+        return slot

@@ -8,7 +8,7 @@ from datetime import timedelta
 from factories import NOW, finished, serving, spec
 from indexops_api.status import BuildResult, FaissIndexStatus
 from faiss_operator.conditions import timestamp
-from faiss_operator.pacing import JITTER, idle_delay, next_timer, safety_resync_seconds
+from faiss_operator.pacing import JITTER, ResyncSlots, idle_delay, idle_wait, next_timer, safety_resync_seconds
 
 S = spec()
 
@@ -46,3 +46,20 @@ def test_an_overdue_timer_runs_after_a_second_and_an_index_without_timers_waits_
     status = serving(S, next_scheduled_build=timestamp(NOW - timedelta(seconds=5)))
     assert delay(S, status) == 1.0
     assert next_timer(S, FaissIndexStatus(), NOW) is None and next_timer(None, FaissIndexStatus(), NOW) is None
+
+
+def test_safety_net_passes_due_at_once_are_spread_to_the_shared_budget():
+    slots = ResyncSlots(rate=2.0)
+    starts = [slots.take(100.0) for _ in range(1000)]  # a thousand resyncs due at the same moment
+    assert starts[0] == 100.0 and starts[-1] == 100.0 + 999 / 2
+    assert all(b - a == 0.5 for a, b in zip(starts, starts[1:]))
+    assert slots.take(1000.0) == 1000.0  # idle again: no queue left
+    assert ResyncSlots(rate=0).take(5.0) == 5.0  # budget off: no pacing
+
+
+def test_a_timer_sooner_than_the_safety_net_is_not_paced_and_the_safety_net_is():
+    timer = serving(S, next_scheduled_build=timestamp(NOW + timedelta(seconds=42)))
+    kw = dict(resync_seconds=30, indexes=1000, idle_passes_per_second=2.0, rng=random.Random(3))
+    assert idle_wait(S, timer, NOW, **kw) == (42, False)
+    seconds, paced = idle_wait(S, serving(S), NOW, **kw)
+    assert paced and 400 <= seconds <= 600
