@@ -246,6 +246,8 @@ def plot(r: dict, path: Path) -> None:
             line = a.plot(xs, [s["single_qps"] for s in p["sweep"]], marker="o", ms=3, label=p["peer"])[0]
             m = p["matched"]
             a.scatter([m["recall_at_10"]], [m["single_qps"]], s=90, facecolors="none", edgecolors=line.get_color())
+    if not r["peers"]:
+        a.text(0.5, 0.5, "peers not rerun in this run", ha="center", va="center", transform=a.transAxes)
     a.axvline(r["target_recall"], color="grey", ls="--", lw=1)
     a.set_yscale("log")
     a.set_xlabel("recall@10 (held-out queries)")

@@ -271,3 +271,15 @@ def check_queries(vectors: np.ndarray, *, dimension: int, cosine: bool) -> None:
         zero = ~(vectors != 0).any(axis=1)
         if zero.any():
             raise BadRequest(f"vectors[{int(np.argmax(zero))}] is all zeros; metric Cosine needs a non-zero vector")
+
+
+def as_queries(vectors: Any, k: int) -> np.ndarray:
+    """The library's own validation (the HTTP server has already done stricter checks)."""
+    queries = np.ascontiguousarray(vectors, dtype=np.float32)
+    if queries.ndim == 1:
+        queries = queries.reshape(1, -1)
+    if queries.ndim != 2 or queries.shape[0] == 0 or queries.shape[1] == 0 or not np.isfinite(queries).all():
+        raise BadRequest("vectors must be a non-empty 2-D array of finite numbers")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise BadRequest(f"k must be a positive integer, got {k!r}")
+    return queries

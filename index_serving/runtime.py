@@ -38,14 +38,15 @@ from typing import Any
 import numpy as np
 
 from indexops_api.replica import MAX_FAILURES, LoadFailure, ReplicaStatus, RolloutWindow
+from index_serving import batch_search
 from index_serving.analysis import AnalysisWindow
 from index_serving.config import ServingConfig
-from index_serving.errors import BadRequest, NoIndexLoaded, VersionRejected
+from index_serving.errors import NoIndexLoaded, VersionRejected
 from index_serving.fallback import Fallback
 from index_serving.loader import LoadedVersion, VersionLoader, is_safe_name
 from index_serving.memory import DEFAULT_HEADROOM_FACTOR, MemoryReader, MemoryReading, headroom_problem, read_available_memory
 from index_serving.metrics import ServingMetrics
-from index_serving.request import check_queries
+from index_serving.request import as_queries, check_queries
 from index_serving.routing import goes_to_candidate, goes_to_shadow, request_key
 from index_serving.shadow import DEFAULT_CAPACITY, ShadowJob, ShadowWorker
 from index_serving.snapshot import SearchResult, Snapshot, describe
@@ -142,7 +143,7 @@ class IndexRuntime:
         exception when stable fails and there is no fallback.
         """
         snap = self._snapshot  # one read: the whole query uses this snapshot
-        queries = _as_queries(vectors, k)
+        queries = as_queries(vectors, k)
         if not self.enabled or snap.stable is None:
             reason = "disabled" if not self.enabled else "no-index"
             if self.fallback is None:
@@ -191,57 +192,8 @@ class IndexRuntime:
         children[1].inc(vectors)
 
     def search_many(self, requests: Sequence[tuple[np.ndarray, int, str | None]]) -> list[SearchResult | Exception]:
-        """Answer several requests at once: one FAISS call per (version, k) among those routed to stable.
-
-        This is what dynamic batching calls: each request keeps its own routing key, checks,
-        metrics and analysis-window count; requests routed to a candidate (a canary's small
-        share) are answered one by one through ``search``. The answer for request i is
-        ``out[i]``: its ``SearchResult``, or the exception ``search`` would have raised.
-        """
-        snap = self._snapshot
-        out: list[SearchResult | Exception | None] = [None] * len(requests)
-        groups: dict[tuple[int, bool], list[tuple[int, np.ndarray, str]]] = {}
-        for i, (vectors, k, key) in enumerate(requests):
-            if not self.enabled or snap.stable is None:
-                out[i] = _attempt(self.search, vectors, k, key)
-                continue
-            try:
-                queries = _as_queries(vectors, k)
-                routed = request_key(key)
-                target, role, fallback = self._route(snap, routed)
-                if role == "candidate":
-                    out[i] = self.search(vectors, k, key)
-                    continue
-                check_queries(queries, dimension=target.dimension, cosine=target.cosine)
-            except Exception as exc:
-                out[i] = exc
-                continue
-            groups.setdefault((k, fallback), []).append((i, queries, routed))
-        for (k, fallback), members in groups.items():
-            self._search_group(snap, k, fallback, members, out)
-        return out  # type: ignore[return-value]
-
-    def _search_group(self, snap: Snapshot, k: int, fallback: bool, members: list[tuple[int, np.ndarray, str]],
-                      out: list[Any]) -> None:
-        assert snap.stable is not None
-        stacked = members[0][1] if len(members) == 1 else np.concatenate([q for _, q, _ in members])
-        started = time.perf_counter()
-        try:
-            ids, distances = snap.stable.search_arrays(stacked, k)
-        except Exception as exc:
-            for i, queries, _ in members:
-                self._failed(snap, snap.stable, exc, fallback=self.fallback is not None)
-                out[i] = self._use_fallback(queries, k, "error") if self.fallback is not None else exc
-            return
-        seconds = time.perf_counter() - started
-        self._record(snap, snap.stable.version, seconds, stacked.shape[0], requests=len(members))
-        whole = SearchResult(snap.stable.version, "stable", ids, distances, fallback)
-        row = 0
-        for i, queries, routed in members:
-            result = out[i] = whole.rows(row, row + queries.shape[0])
-            row += queries.shape[0]
-            if not fallback and snap.candidate is not None and goes_to_shadow(routed, snap.shadow_percent) and snap.window:
-                self.shadow.submit(ShadowJob(snap.window, snap.candidate, queries.copy(), k, result.ids))
+        """Several requests, one FAISS call per (version, k); ``out[i]`` answers request i (``batch_search.py``)."""
+        return batch_search.search_many(self, requests)
 
     def _failed(self, snap: Snapshot, target: LoadedVersion, exc: Exception, *, fallback: bool) -> None:
         self.metrics.search_errors.labels(version=target.version).inc()
@@ -452,22 +404,3 @@ class IndexRuntime:
             fallback_configured=self.fallback is not None,
         )
         return report.to_json_dict()
-
-
-def _attempt(search: Callable[..., SearchResult], *args: Any) -> SearchResult | Exception:
-    try:
-        return search(*args)
-    except Exception as exc:
-        return exc
-
-
-def _as_queries(vectors: Any, k: int) -> np.ndarray:
-    """The library's own validation (the HTTP server has already done stricter checks)."""
-    queries = np.ascontiguousarray(vectors, dtype=np.float32)
-    if queries.ndim == 1:
-        queries = queries.reshape(1, -1)
-    if queries.ndim != 2 or queries.shape[0] == 0 or queries.shape[1] == 0 or not np.isfinite(queries).all():
-        raise BadRequest("vectors must be a non-empty 2-D array of finite numbers")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise BadRequest(f"k must be a positive integer, got {k!r}")
-    return queries
