@@ -82,6 +82,11 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 
+.PHONY: bench-minilm
+bench-minilm: install ## Builder bench on all-MiniLM-L6-v2 sentence embeddings (own torch venv, ~3 GB, made on first use)
+	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
+	$(PY) bench/builder_bench.py --dataset minilm --n 11000 --queries 1000 --no-autofaiss
+
 .PHONY: clean
 clean: stack-down ## Remove the venv and stack state (the Go tool cache stays)
 	rm -rf $(VENV) $(STACK_DIR) .pytest_cache
