@@ -130,6 +130,11 @@ bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at 
 	$(STACK) up
 	set -o pipefail; $(PY) bench/scale_control_plane.py $(BENCH_ARGS); rc=$$?; $(STACK) down; exit $$rc
 
+.PHONY: bench-minilm
+bench-minilm: install ## Builder bench on all-MiniLM-L6-v2 sentence embeddings (own torch venv, ~3 GB, made on first use)
+	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
+	$(PY) bench/builder_bench.py --dataset minilm --n 11000 --queries 1000 --no-autofaiss
+
 .PHONY: clean
 clean: stack-down ## Remove the venv, stack state and logs (the Go tool cache stays)
 	rm -rf $(VENV) $(STACK_DIR) .pytest_cache

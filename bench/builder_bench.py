@@ -229,14 +229,28 @@ def factory_of(manifest: dict) -> str | None:
     return {"Flat": "Flat", "HNSW": f"HNSW{p.get('m')},Flat", "IVF": f"IVF{p.get('nlist')},Flat"}.get(t)
 
 
+def _vm_rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def score_artifact(path: str, ids_path: str, search: dict, queries: np.ndarray, truth: np.ndarray) -> dict:
+    import gc
+
     import faiss
 
+    gc.collect()
+    before = _vm_rss()
     index = faiss.read_index(path)
+    ids = np.load(ids_path)
+    loaded = _vm_rss() - before  # what a serving process gains by loading the version (index + ids)
     space = faiss.ParameterSpace()
     for name, value in search.items():
         space.set_index_parameter(index, name, value)
-    return score(index, queries, truth, ids=np.load(ids_path))
+    return score(index, queries, truth, ids=ids) | {"rss_delta_bytes": loaded}
 
 
 # --------------------------------------------------------------------------- main
@@ -287,6 +301,8 @@ def main() -> int:
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--max-memory", default="4Gi", help="build.maxMemory of the builder; autofaiss's max index memory")
     parser.add_argument("--no-autofaiss", action="store_true")
+    parser.add_argument("--dataset", choices=["lsa", "minilm"], default="lsa",
+                        help="lsa: bench/data.py; minilm: all-MiniLM-L6-v2 sentence embeddings (bench/neural_data.py)")
     parser.add_argument("--worker", choices=["raw", "autofaiss"], help=argparse.SUPPRESS)
     parser.add_argument("job", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -315,7 +331,14 @@ def run(args) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     started = time.perf_counter()
     code = builder_code()
-    dataset = data.load(args.n, args.dim, args.queries, progress=say)
+    if args.dataset == "minilm":
+        import neural_data
+
+        base, held, provenance = neural_data.load(args.n, args.queries, progress=say)
+        dataset = data.Dataset(base, held, provenance | {"dataset": "minilm"})
+        args.dim = base.shape[1]
+    else:
+        dataset = data.load(args.n, args.dim, args.queries, progress=say)
     declared = {t.value for t in IndexType}
     autofaiss_python, autofaiss_note = ensure_autofaiss(args.no_autofaiss)
     for var, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
@@ -377,8 +400,10 @@ def run(args) -> int:
         "builder_code": code,
         "previous": report.previous_summary(RESULTS / "builder.json"),
     }
-    report.write(result, RESULTS)
-    say(f"done in {result['bench_seconds']:.0f}s -> {RESULTS}/builder.{{json,md,png}}")
+    stem = f"builder-{args.dataset}" if args.dataset != "lsa" else ("builder-quick-20k" if args.quick else "builder")
+    result["previous"] = report.previous_summary(RESULTS / f"{stem}.json")
+    report.write(result, RESULTS, stem)
+    say(f"done in {result['bench_seconds']:.0f}s -> {RESULTS}/{stem}.{{json,md,png}}")
     return 0
 
 

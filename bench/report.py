@@ -58,11 +58,57 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+def _hnsw_bytes(result: dict) -> float | None:
+    for row in result["types"]:
+        if row["type"] == "HNSW":
+            return (row["builder"]["manifest"].get("memory") or {}).get("bytesPerVector")
+    return None
+
+
+def summary_table(result: dict) -> list[str]:
+    """The issue-14 view: unseen recall vs the builder's claim and bound, memory per vector, time vs raw."""
+    hnsw = _hnsw_bytes(result)
+    lines = [
+        "| type | factory, search | recall@10 on unseen queries | builder's claim | its 95% lower bound | p99 ms | "
+        "bytes/vector (builder's accounting) | x HNSW32 | RSS gained at load / vector | builder s / raw s | "
+        "builder train+add s / raw | raw process s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["types"]:
+        raw, b = row["raw"], row["builder"]
+        m, held = b["manifest"], b["held_out"]
+        own, mem = m["measurements"], m.get("memory") or {}
+        bpv = mem.get("bytesPerVector")
+        rss = held.get("rss_delta_bytes")
+        n = m.get("vectors") or 1
+        ratio = b["seconds"] / raw["seconds"] if raw.get("seconds") else None
+        core = m["timings"]["trainSeconds"] + m["timings"]["addSeconds"]
+        lines.append(
+            f"| {row['type']} | `{row['factory']}` {_params(m['searchParameters'])} | {held['recall_at_10']:.3f} | "
+            f"{own['recallAtK']:.3f} | {_f(own.get('recallLowerBound'), '.3f')} | {held['p99_ms']:.3f} | {_f(bpv, ',.0f')} | "
+            f"{_f(bpv / hnsw if bpv and hnsw else None, '.2f')} | {_f(rss / n if rss is not None else None, ',.0f')} | "
+            f"{b['seconds']:.1f} / {_f(raw.get('seconds'), '.1f')} = {_f(ratio, '.2f')} | "
+            f"{core:.1f} = {_f(core / raw['seconds'] if raw.get('seconds') else None, '.2f')} | "
+            f"{_f(raw.get('process_seconds'), '.1f')} |"
+        )
+    return lines
+
+
 def markdown(result: dict) -> str:
     d, mach = result["data"], result["machine"]
     coll, emb = d.get("collect", {}), d.get("embed", {})
+    neural = d.get("dataset") == "minilm"
+    kind = "all-MiniLM-L6-v2 sentence embeddings" if neural else "LSA text embeddings"
     out = [
-        f"# Builder benchmark: {result['n']:,} x {result['dim']} LSA text embeddings, {mach['cores']} cores, faiss {mach['faiss']}",
+        f"# Builder benchmark: {result['n']:,} x {result['dim']} {kind}, {mach['cores']} cores, faiss {mach['faiss']}",
+        "",
+        *summary_table(result),
+        "",
+        "- bytes/vector: the manifest's `memory` (FAISS's own arrays: codes, graph, re-rank codes, ids incl. ids.npy,",
+        "  centroids/codebooks) / vectors; RSS gained at load: this process's VmRSS after `read_index` + `np.load(ids)`",
+        "  minus before, per vector (what serving holds). Time: builder end to end (process wall time: imports, load,",
+        "  checks, train, add, ground truth, tuning, measuring, upload) / raw `index_factory -> train -> add` (build only);",
+        "  then the builder's own train+add stages / the same raw figure; raw process s: the raw worker's whole process.",
         "",
         *table(result),
         "",
@@ -85,6 +131,16 @@ def markdown(result: dict) -> str:
     out += previous_section(result)
     if result["skipped"]:
         out += ["", "Skipped:", *[f"- {s['type']}: {s['why']}" for s in result["skipped"]]]
+    if neural:
+        out += ["", "## Data", "", f"{d.get('kind')}: {d.get('n'):,} sentences sampled (seed {d.get('seed')}) from "
+                f"{d.get('sentences_available'):,} distinct sentences of {d.get('text_units'):,} docstring/comment units under "
+                f"{d.get('corpus_root')}; truncated at {d.get('max_tokens')} word pieces; torch {d.get('torch')}; "
+                f"encoding took {d.get('encode_seconds')} s. The last {result['queries']:,} rows are the unseen queries. "
+                f"Examples: {d.get('examples', [])[:3]}.", "",
+                f"Builder code: {_code(result.get('builder_code'))}.", "",
+                f"Machine: {mach['platform']}, Python {mach['python']}, numpy {mach['numpy']}; other processes shared the CPU.",
+                f"Whole benchmark: {result['bench_seconds']:.0f} s. Numbers are for this machine and run only."]
+        return "\n".join(out) + "\n"
     out += [
         "",
         "## Data",
@@ -195,12 +251,12 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write(result: dict, results: Path) -> None:
+def write(result: dict, results: Path, stem: str = "builder") -> None:
     results.mkdir(parents=True, exist_ok=True)
-    (results / "builder.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (results / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     text = markdown(result)
-    (results / "builder.md").write_text(text)
-    plot(result, results / "builder.png")
+    (results / f"{stem}.md").write_text(text)
+    plot(result, results / f"{stem}.png")
     print(text, flush=True)
 
 

@@ -259,15 +259,18 @@ def apply_search_parameters(version: str, index: faiss.Index, search: dict[str, 
         raise VersionRejected(version, "load", f"search parameters {search} not in effect, index has {wrong}")
 
 
-_READABLE = ("efSearch", "nprobe")
+_READABLE = ("efSearch", "nprobe", "k_factor_rf")
 
 
 def search_parameters_of(index: faiss.Index) -> dict[str, int]:
     """efSearch / nprobe as the index will use them (through a pre-transform such as OPQ)."""
     inner = faiss.downcast_index(index)
+    found: dict[str, int] = {}
+    if isinstance(inner, faiss.IndexRefine):  # IVFPQ / OPQ+HNSW re-ranking: k_factor_rf, then the base index
+        found["k_factor_rf"] = int(inner.k_factor)
+        inner = faiss.downcast_index(inner.base_index)
     while isinstance(inner, faiss.IndexPreTransform):
         inner = faiss.downcast_index(inner.index)
-    found: dict[str, int] = {}
     if hasattr(inner, "hnsw"):
         found["efSearch"] = int(inner.hnsw.efSearch)
     if isinstance(inner, faiss.IndexIVF):

@@ -6,7 +6,7 @@ import pytest
 
 from index_builder.auto import choose, pq_subquantizers
 from index_builder.preflight import parse_quantity
-from indexops_api.spec import IndexType
+from indexops_api.spec import IndexType, Refine
 
 
 def _choose(n: int, dimension: int, budget: str | None, target: float = 0.9):
@@ -73,3 +73,15 @@ def test_when_nothing_fits_auto_says_so_and_picks_the_smallest_ivfpq() -> None:
 @pytest.mark.parametrize(("dimension", "sizes"), [(16, [8, 4, 2, 1]), (12, [6, 4, 3, 2, 1]), (1, [1])])
 def test_pq_code_sizes_are_divisors_of_the_dimension_largest_first(dimension: int, sizes: list[int]) -> None:
     assert pq_subquantizers(dimension) == sizes
+
+
+def test_when_full_vectors_do_not_fit_auto_prefers_pq_codes_with_sq8_re_ranking_over_bare_pq() -> None:
+    decision = _choose(1_000_000, 128, "0.75Gi")
+    assert decision.index_type in (IndexType.OPQ_HNSW, IndexType.IVFPQ), decision.reason
+    assert decision.resolved.refine is Refine.SQ8 and decision.factory.endswith(",Refine(SQ8)")
+    assert "128-byte SQ8 codes to re-rank" in decision.reason
+
+
+def test_bare_pq_is_the_rung_below_when_even_sq8_codes_do_not_fit() -> None:
+    decision = _choose(100_000_000, 128, "13Gi")
+    assert decision.resolved.refine is Refine.NONE and "no room for SQ8 re-ranking codes" in decision.reason

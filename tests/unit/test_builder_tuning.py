@@ -53,3 +53,17 @@ def test_the_knob_follows_the_index_family() -> None:
     assert knob_for({"efSearch": 64}) == "efSearch"
     assert knob_for({"nprobe": 8}) == "nprobe"
     assert knob_for({}) is None
+
+
+def test_a_point_whose_mean_reaches_the_target_but_whose_lower_bound_does_not_is_not_chosen() -> None:
+    lucky = TuningPoint(parameters={"nprobe": 8}, recall=0.952, latency_p99_ms=0.1, recall_lower_bound=0.941)
+    sure = TuningPoint(parameters={"nprobe": 16}, recall=0.968, latency_p99_ms=0.2, recall_lower_bound=0.957)
+    assert choose([lucky, sure], 0.95) == (sure, True)
+
+
+def test_re_rank_depths_are_tried_only_when_the_index_re_ranks_and_stay_within_the_index() -> None:
+    from index_builder.tuning import k_factor_values
+
+    assert k_factor_values({"nprobe": 8}, 10, 100_000) == []
+    assert k_factor_values({"nprobe": 8, "k_factor_rf": 8}, 10, 100_000) == [1, 2, 4, 8, 16, 32, 64]
+    assert k_factor_values({"efSearch": 64, "k_factor_rf": 8}, 10, 100) == [1, 2, 4, 8]
