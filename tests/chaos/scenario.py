@@ -53,9 +53,10 @@ def operator_pods(cluster: Cluster) -> list[dict]:
     return [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
 
 
-def operator_metrics_url(cluster: Cluster) -> str:
-    pod = cluster.wait_for("a running operator pod", lambda: (operator_pods(cluster) or [None])[0], 120)
-    return f"http://{pod['status']['podIP']}:8081/metrics"
+def operator_metrics_urls(cluster: Cluster) -> list[str]:
+    """/metrics of every running operator pod (only the leader reconciles, so read them all)."""
+    pods = cluster.wait_for("a running operator pod", lambda: operator_pods(cluster), 120)
+    return [f"http://{p['status']['podIP']}:8081/metrics" for p in pods]
 
 
 def elapsed(since: float) -> float:
