@@ -31,8 +31,8 @@ from aiohttp import web
 
 from index_serving.errors import BadRequest, VersionRejected
 from index_serving.loader import LoadedVersion, VersionLoader, apply_search_parameters, is_safe_name, warm_up
-from index_serving.request import MAX_K, MAX_VECTORS, check_queries, parse_search_request
-from index_serving.runtime import IndexRuntime, _as_queries
+from index_serving.request import MAX_K, MAX_VECTORS, as_queries, check_queries, parse_search_request
+from index_serving.runtime import IndexRuntime
 from indexops_api.manifest import Manifest
 from indexops_api.pointer import ServingPointer
 
@@ -148,7 +148,7 @@ class ShardRuntime(IndexRuntime):
         target = self.loaded().get(version)
         if target is None:
             raise VersionNotLoaded(version)
-        queries = _as_queries(vectors, k)
+        queries = as_queries(vectors, k)
         check_queries(queries, dimension=target.dimension, cosine=target.cosine)
         started = time.perf_counter()
         ids, distances = target.search(queries, k)
