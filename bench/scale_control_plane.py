@@ -288,7 +288,8 @@ def write_results(label: str, result: dict) -> None:
 def render(data: dict) -> str:
     rows = [("indexes", lambda r: r["indexes"]),
             ("builder Jobs started by adoption", lambda r: r["adoption"]["builder_jobs"]),
-            ("apply -> all N serving (s)", lambda r: r["adoption"]["all_serving_seconds"]),
+            ("indexes adopted (current version) by then", lambda r: r["adoption"]["adopted"]),
+            ("apply -> all N serving, or timeout (s)", lambda r: r["adoption"]["all_serving_seconds"]),
             ("operator RSS at idle (MB)", lambda r: r["idle"]["rss_mb"]),
             ("operator peak RSS (MB)", lambda r: r["idle"]["peak_rss_mb"]),
             ("idle CPU (% of a core)", lambda r: r["idle"]["cpu_percent_of_core"]),
