@@ -18,6 +18,19 @@ _CONSTRAINTS = (
 )
 
 
+# Why `kubectl apply` of a bad enum prints a second line (kube-apiserver 1.33,
+# apiextensions-apiserver pkg/registry/customresource/strategy.go, hasBlockingErr).
+CEL_SKIPPED_NOTE = [
+    "When a spec breaks a schema constraint the API server counts as blocking (a value outside an enum,",
+    "a missing required field, a string or list over its maximum length, a wrong type), it skips these",
+    "rules and adds a second line, `<nil>: Invalid value: \"null\": some validation rules were not checked",
+    "because the object was invalid; correct the existing errors to complete validation`. That line is",
+    "the API server's own and carries no information: fix the first line and apply again. No schema",
+    "change removes it while the CRD has CEL rules, short of turning enums into patterns (pattern",
+    "mismatches are not blocking) and losing the enum lists that `kubectl explain` shows; we keep the enums.",
+]
+
+
 def _type(node: dict[str, Any]) -> str:
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
@@ -84,6 +97,7 @@ def render(crd_doc: dict[str, Any]) -> str:
     _object_tables("spec", schema["spec"], out)
     out += ["## Rules checked by the API server (CEL)", ""]
     _rules(schema["spec"], "spec", out)
+    out += ["", *CEL_SKIPPED_NOTE]
     out += ["", "## Status", ""]
     _object_tables("status", schema["status"], out)
     out += ["## Printer columns", "", "| Column | JSONPath | Shown |", "|---|---|---|"]
