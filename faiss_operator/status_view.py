@@ -194,5 +194,13 @@ def invalid_spec_plan(obs: Observation) -> Plan:
     if previous is None or previous.reason != reason or previous.message != message[:1024]:
         events.append(Event("Warning", EventReason(reason.value), message))
     conds = set_condition(list(status.conditions), ConditionType.DEGRADED, True, reason, message, obs.now, obs.generation)
+    conds = set_condition(conds, ConditionType.READY, *_ready_while_refused(status), obs.now, obs.generation)
     updated = status.model_copy(update={"conditions": conds, "observed_generation": obs.generation})
     return Plan(status=updated.model_copy(update={"phase": phase_of(updated)}), events=events)
+
+
+def _ready_while_refused(status: FaissIndexStatus) -> Verdict:
+    """Ready for a spec the operator will not act on: what was serving keeps serving (READY is never empty)."""
+    if status.current_version:
+        return True, Reason.SERVING, f"version {status.current_version} keeps serving; the spec is not acted on (see Degraded)"
+    return False, Reason.NO_VERSION, "no version serves; the spec is not acted on (see Degraded)"

@@ -218,6 +218,14 @@ def test_an_invalid_spec_is_reported_once_and_changes_nothing_else():
     assert again.events == []
 
 
+def test_an_invalid_spec_still_says_whether_something_serves_so_ready_is_never_empty():
+    serving = decide(observation(None, FaissIndexStatus(current_version="v1"), spec_error="spec.dimension: must be >= 1"))
+    ready = cond(serving, ConditionType.READY)
+    assert (ready.status, ready.reason) == ("True", Reason.SERVING) and "v1 keeps serving" in ready.message
+    nothing = decide(observation(None, FaissIndexStatus(), spec_error="spec.dimension: must be >= 1"))
+    assert (cond(nothing, ConditionType.READY).status, cond(nothing, ConditionType.READY).reason) == ("False", Reason.NO_VERSION)
+
+
 def test_condition_transition_times_move_only_when_status_flips():
     s = spec()
     first = decide(observation(s, FaissIndexStatus(last_build=running(s)), job=job(s, "Running")))
