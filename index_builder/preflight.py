@@ -195,10 +195,7 @@ def plan(spec: FaissIndexSpec, n: int) -> BuildPlan:
             choice = AutoChoice(index_type=index_type, factory=decision.factory, reason=decision.reason)
         else:
             index_type = spec.index_type
-            # Defaults (nlist) for the rows that train it: the source minus the held-out validation rows,
-            # else a default nlist near n/39 makes FAISS warn that it has too few training points.
-            resolved = params.resolve(index_type, spec.parameters, n - min(spec.validation.queries, n // 2),
-                                      spec.dimension)
+            resolved = params.resolve(index_type, spec.parameters, n, spec.dimension)
         factory = params.factory_string(index_type, resolved, spec.dimension)
         needed = estimate_typed(index_type, resolved, n=n, dimension=spec.dimension, queries=queries, k=k)
     check_memory(needed, budget, what=f"{factory!r} over {n} x {spec.dimension} vectors", source=budget_source(spec))
