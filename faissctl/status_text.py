@@ -90,6 +90,8 @@ def _build(report: dict[str, Any], now: datetime) -> list[str]:
             lines.append("  " + _field("Finished", f"{relative(last['completionTime'], now)}{took}", 14))
         if last.get("reason") or last.get("message"):
             lines.append("  " + _field("Reason", f"{last.get('reason') or NONE}: {last.get('message') or ''}".rstrip(": "), 14))
+        for warning in last.get("warnings") or []:  # parameter sanity and FAISS warnings the builder recorded
+            lines.append("  " + _field("Warning", warning, 14))
     f, sch, drift = report["failures"], report["schedule"], report["drift"]
     lines.append(_field("Failures", f"{f['consecutive']} in a row (Stalled after {f['limit']})"
                         + ("; STALLED: no automatic builds" if f["stalled"] else "")))

@@ -162,3 +162,10 @@ def test_status_says_how_many_queries_recall_was_measured_on_and_which_pod_serve
     assert "(recall@10 on 200 held-out queries, vs exact search)" in out
     assert f"  Pods:\n    weather-serving-a: {V3}\n    weather-serving-b: {V4} + candidate {V3}\n" in out
     assert "weather-serving-c: unreachable (timeout)" in out
+
+
+def test_status_shows_the_builders_warnings_of_the_last_build() -> None:
+    st = serving_status()
+    st["lastBuild"] = {**st["lastBuild"], "warnings": ["nlist 4096 needs at least 159744 training rows; the source has 20000"]}
+    out = invoke(make_app(FakeKube().add(index(status=st))), "status", "weather").stdout
+    assert "  Warning:      nlist 4096 needs at least 159744 training rows; the source has 20000\n" in out
