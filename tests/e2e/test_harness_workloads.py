@@ -144,7 +144,7 @@ def test_a_deployment_with_an_http_readiness_probe_becomes_available_on_two_loop
     pods = core.list_namespaced_pod(ns, label_selector="app=web").items
     ips = sorted(p.status.pod_ip for p in pods)
     assert len(set(ips)) == 2
-    assert all(ip.startswith("127.0.") and ip != "127.0.0.1" for ip in ips)
+    assert all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips)  # each stack has its own 127.S.0.0/21 range
     assert all(p.status.host_ip == "127.0.0.1" and p.spec.node_name == "faiss-local-node"
                for p in pods)
     session = requests.Session()
