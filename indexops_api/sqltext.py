@@ -49,11 +49,8 @@ def single_read_statement(text: str) -> str:
         ch = text[i]
         if ch.isspace():
             i += 1
-        elif text.startswith("--", i):
-            newline = text.find("\n", i)
-            i = n if newline < 0 else newline + 1
-        elif text.startswith("/*", i):
-            i = _skip_block_comment(text, i)
+        elif (after := _after_comment(text, i)) is not None:
+            i = after
         elif ch == "'" or (ch in "eEbBxXnNuU" and text[i + 1 : i + 2] == "'" and not _word_continues(text, i)):
             start = i
             quote = i + 1 if ch != "'" else i
@@ -109,6 +106,16 @@ def _word_continues(text: str, i: int) -> bool:
     return i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_$")
 
 
+def _after_comment(text: str, i: int) -> int | None:
+    """The position after a comment starting at ``i`` (``--`` to the line's end, or ``/* */``); None if none starts there."""
+    if text.startswith("--", i):
+        newline = text.find("\n", i)
+        return len(text) if newline < 0 else newline + 1
+    if text.startswith("/*", i):
+        return _skip_block_comment(text, i)
+    return None
+
+
 def _skip_block_comment(text: str, i: int) -> int:
     """PostgreSQL block comments nest."""
     start, depth = i, 0
@@ -150,11 +157,8 @@ def _significant_after(text: str, i: int) -> bool:
     while i < n:
         if text[i].isspace() or text[i] == ";":
             i += 1
-        elif text.startswith("--", i):
-            newline = text.find("\n", i)
-            i = n if newline < 0 else newline + 1
-        elif text.startswith("/*", i):
-            i = _skip_block_comment(text, i)
+        elif (after := _after_comment(text, i)) is not None:
+            i = after
         else:
             return True
     return False

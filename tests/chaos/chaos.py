@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,21 +40,13 @@ sys.path.insert(0, str(ROOT / "hack"))
 from helpers import builds, cond, index_events, index_status, s3_keys  # noqa: E402
 from localstack import INDEX_BUCKET, Cluster, stack_dir  # noqa: E402
 
+from faissctl.bench import http_post  # noqa: E402 — the chaos query loops post like faissctl does
 from faissctl.search_client import NoReplicaAnswered, ReplicaSearch  # noqa: E402
 
 GROUP = "faiss.indexops.io"
 STORAGE_PREFIX = "faiss-indexes"
 
 
-def http_post(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except urllib.error.URLError as exc:
-        raise ConnectionError(str(exc.reason)) from exc
 
 
 # -- the query loop ---------------------------------------------------------------------------
