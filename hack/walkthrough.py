@@ -150,9 +150,10 @@ def migrate(t: Transcript, first: str) -> str:
     cluster, ns = t.cluster, t.ns
     t.heading("2. Migration: HNSW → IVF", "One spec change; the HNSW version keeps serving until IVF passes the gates. "
               "`Ready` stays True throughout (sampled twice a second); `Progressing` carries the build and the swap.")
-    patch = {"spec": {"indexType": "IVF", "parameters": {"nlist": 16, "nprobe": 8}}}
+    patch = [{"op": "replace", "path": "/spec/indexType", "value": "IVF"},
+             {"op": "replace", "path": "/spec/parameters", "value": {"nlist": 16, "nprobe": 8}}]
     with ReadyWatch(cluster, ns, NAME) as watch:
-        t.kubectl("patch", "faissindex", NAME, "--type=merge", "-p", json.dumps(patch))
+        t.kubectl("patch", "faissindex", NAME, "--type=json", "-p", json.dumps(patch))
         st = wait(cluster, ns, NAME, "IVF serving", lambda s: s.get("currentVersion") not in (None, first)
                   and s.get("indexType") == "IVF" and cond(s, "Progressing").get("status") == "False")
     not_ready = [s for s in watch.samples if s[0] != "True"]
