@@ -47,7 +47,9 @@ def test_a_hung_s3_shows_as_storage_unavailable_within_35s_while_serving_keeps_a
         done = wait_converged(cluster, namespace, name, CONVERGE_SECONDS)
         recovered = time.monotonic() - back
     message = cond(st, "Degraded")["message"]
-    assert ("did not answer within 10s" in message or "has not answered a call made" in message) and f"{before['currentVersion']} keeps serving" in message
+    # the step's deadline (artifacts.bounded) or the client's own wall-clock budget (indexops_store.bounded) fires first
+    deadline_hit = any(text in message for text in ("did not answer within 10s", "has not answered a call made", "no complete answer within"))
+    assert deadline_hit and f"{before['currentVersion']} keeps serving" in message, message
     assert gauge and gauge_value() == 0
     assert done["currentVersion"] == before["currentVersion"]
     assert_no_wrong_version(loop.tally)

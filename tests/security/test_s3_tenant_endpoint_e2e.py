@@ -72,7 +72,8 @@ def test_indexes_on_a_hostile_endpoint_fail_bounded_while_another_index_reconcil
 
         for bucket, why in HOSTILE.items():
             degraded = degraded_with(cluster, ns, f"hostile-{bucket}", why)
-            assert degraded["reason"] == "StorageError"
+            # over the size cap or the page cap: StorageError; past the deadline: StorageUnavailable (issue 17)
+            assert degraded["reason"] in ("StorageError", "StorageUnavailable"), degraded
         assert degraded_with(cluster, ns, "ungranted", "no request was sent")["reason"] == "StorageNotAllowed"
         assert ungranted.requests == []
         print(f"ordinary index Ready {ready_after:.0f}s after apply, next to {len(HOSTILE)} hostile indexes")
