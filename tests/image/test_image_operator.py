@@ -47,6 +47,7 @@ def chart(cluster: Cluster) -> Iterator[tuple[str, dict]]:
     cluster.ensure_credentials_secret(namespace)
     rendered = cluster.helm("template", release, str(CHART), "--namespace", namespace,
                             "--set", f"storage.credentialsSecret={CREDENTIALS_SECRET}", "--set", "replicaCount=1",
+                            "--set", f"storage.endpoint={cluster.s3_endpoint}",  # the one S3 the operator may use (storage.allowed: [])
                             "--set", "resyncSeconds=10").stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
