@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from s3_harness import Buckets, build_request, clustered, pg_execute, run_builder
 
-import indexops_api.spec
+import indexops_api.source_spec
 import indexops_store.postgres
 import index_builder.source_postgres
 from indexops_api.spec import PostgresSource, SecretKeyRef
@@ -76,7 +76,7 @@ def _lexer_off(monkeypatch: pytest.MonkeyPatch) -> None:
     def trusting(text: str) -> str:
         return text.strip().rstrip(";")
 
-    for module in (indexops_api.spec, indexops_store.postgres, index_builder.source_postgres,
+    for module in (indexops_api.source_spec, indexops_store.postgres, index_builder.source_postgres,
                    __import__("indexops_store.probe", fromlist=["_"])):
         monkeypatch.setattr(module, "single_read_statement", trusting)
 
