@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Any
 
-from kube_rest import ApiError, Kube
+from hack.stack.kube_rest import ApiError, Kube
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")

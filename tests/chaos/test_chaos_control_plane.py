@@ -2,7 +2,7 @@
 
 Both converge without a human: the running Job is adopted (never a second Job for the same
 build), its version is published and served, and serving answers all along (it needs
-neither the API server nor the operator). `stack.py up` restarts the killed API server
+neither the API server nor the operator). `python -m hack.stack.stack up` restarts the killed API server
 and, since issue 17 item 8, waits for the old process and its port instead of failing.
 """
 
@@ -36,8 +36,8 @@ def test_an_api_server_restarted_mid_build_loses_no_build(cluster, namespace):
         down = time.monotonic()
         answered = sum(loop.tally.answers.values())
         time.sleep(10)  # the API server stays down a while; serving must keep answering
-        up = subprocess.run([sys.executable, str(ROOT / "hack" / "stack" / "stack.py"), "up"], capture_output=True, text=True,
-                            timeout=600)
+        up = subprocess.run([sys.executable, "-m", "hack.stack.stack", "up"], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         assert sum(loop.tally.answers.values()) > answered, "serving stopped answering while the API server was down"
         st = wait_converged(cluster, namespace, name, CONVERGE_SECONDS)

@@ -31,9 +31,8 @@ from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
-from localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster  # noqa: E402
+from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster
 
 GROUP = "faiss.indexops.io"
 LABEL_INDEX = f"{GROUP}/index"

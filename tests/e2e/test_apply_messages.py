@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
-from localstack import Cluster  # noqa: E402
+from hack.localstack import Cluster
 
 pytestmark = pytest.mark.e2e
 

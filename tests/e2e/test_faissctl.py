@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
-from localstack import Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
-from localstack import Cluster, search  # noqa: E402
+from hack.localstack import Cluster, search
 
 pytestmark = pytest.mark.e2e
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 from helpers import apply_doc, builder_jobs, index_doc, s3_keys, s3_source, wait_index_ready  # noqa: E402
-from localstack import Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 
