@@ -31,8 +31,7 @@ from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
 
-
-from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster
+from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster  # noqa: E402
 
 GROUP = "faiss.indexops.io"
 LABEL_INDEX = f"{GROUP}/index"

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 from hack.localstack import Cluster
 
 pytestmark = pytest.mark.e2e

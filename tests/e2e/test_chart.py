@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 from hack.localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import yaml
 
-
 from hack.localstack import Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e

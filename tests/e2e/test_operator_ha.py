@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import yaml
 
-
 from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e

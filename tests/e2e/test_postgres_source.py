@@ -17,7 +17,6 @@ import psycopg
 import pytest
 import yaml
 
-
 from hack.localstack import Cluster, search
 
 pytestmark = pytest.mark.e2e

@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import yaml
 
-
 from hack.localstack import INDEX_BUCKET, Cluster, sample_embeddings
 from rollout_support import (K, Traffic, annotate, condition, events, keys_in_buckets, metric_value, patch_spec,  # noqa: E402
                              read_pointer, ready, replica_states, replica_status, route_bucket, status, wait_candidate,

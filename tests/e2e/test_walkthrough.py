@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 from hack.localstack import Cluster
 from hack.walkthrough import run
 

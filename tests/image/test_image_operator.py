@@ -25,7 +25,7 @@ from sandbox import Rootfs, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from hack.localstack import CHART, CREDENTIALS_SECRET, Cluster, sample_embeddings
+from hack.localstack import CHART, CREDENTIALS_SECRET, Cluster, sample_embeddings  # noqa: E402
 
 POD_IP = "127.0.1.16"  # outside the node agent's 127.0.0.N pod addresses
 
