@@ -87,8 +87,12 @@ walkthrough: stack-up ## Regenerate docs/walkthrough.md from a real run (demo, m
 	$(PY) -m hack.walkthrough
 
 .PHONY: test-unit
-test-unit: install ## Pure unit tests (no network)
-	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+test-unit: install ## Pure unit tests (no network, no Go-built tool)
+	$(PY) -m pytest tests/unit -m "not tools" -q $(PYTEST_ARGS)
+
+.PHONY: test-tools
+test-tools: install tools ## Unit tests that run a pinned Go-built tool: helm template, kube-score, promtool, luatest
+	$(PY) -m pytest tests/unit -m tools -q $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: install ## Integration tests (real S3 server on loopback)
@@ -103,7 +107,7 @@ test-e2e: stack-up ## End-to-end tests against the local stack (operator install
 	$(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: install lint tools ## Everything: unit, integration and e2e (starts and stops the stack)
+test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
 	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q $(PYTEST_ARGS)
 	$(STACK) up
 	set -o pipefail; $(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
