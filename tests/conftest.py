@@ -18,7 +18,7 @@ import pytest
 
 PG_SCRIPT = Path(__file__).resolve().parents[1] / "hack" / "postgres" / "pg.sh"
 _DESELECTED = pytest.StashKey[int]()
-STACK_HINT = "needs the local stack: ask with `-m e2e`, a path under tests/e2e or tests/chaos, or `make test-e2e`"
+STACK_HINT = "need the local stack; ask with `-m e2e`, a path under tests/e2e or tests/chaos, or `make test-e2e`"
 
 
 def stack_was_asked_for(config: pytest.Config) -> bool:
@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    return None if stack_was_asked_for(config) else f"plain run: tests marked e2e are deselected ({STACK_HINT})"
+    return None if stack_was_asked_for(config) else f"plain run: tests marked e2e are deselected (they {STACK_HINT})"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import urllib.request
@@ -33,15 +32,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from helpers import builds, cond, index_events, index_status, s3_keys  # noqa: E402
+from faissctl.bench import http_post  # the chaos query loops post like faissctl does
+from faissctl.search_client import NoReplicaAnswered, ReplicaSearch
 from hack.localstack import INDEX_BUCKET, Cluster, stack_dir
 from hack.stack.stackconf import StackPaths
+from tests.e2e.helpers import builds, cond, index_events, index_status, s3_keys
 
-from faissctl.bench import http_post  # noqa: E402 — the chaos query loops post like faissctl does
-from faissctl.search_client import NoReplicaAnswered, ReplicaSearch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 GROUP = "faiss.indexops.io"
 STORAGE_PREFIX = "faiss-indexes"

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster, sample_embeddings
-from scenario import DIM, SLOW, SMALL  # noqa: E402
+from scenario import DIM, SLOW, SMALL  # tests/chaos/scenario.py (pytest puts this folder on sys.path)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

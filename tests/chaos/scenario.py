@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 
 from chaos import GROUP
-from helpers import apply_doc, index_doc, index_status, patch_spec, request_rebuild, s3_source, wait_index_ready
+from tests.e2e.helpers import apply_doc, index_doc, index_status, patch_spec, request_rebuild, s3_source, wait_index_ready
 from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
 
 DIM = 16

@@ -17,7 +17,7 @@ import time
 import pytest
 from chaos import (ROOT, QueryLoop, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version,
                    running_builder, stack_pid, wait_converged)
-from helpers import builder_jobs
+from tests.e2e.helpers import builder_jobs
 from scenario import DIM, operator_pods, serving_index, start_slow_build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

@@ -9,7 +9,6 @@ that documented upstream sentence.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

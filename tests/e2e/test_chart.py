@@ -9,8 +9,6 @@ Builder and serving pods run under the chart's token-less ServiceAccounts there.
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml

@@ -13,11 +13,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,9 +8,7 @@ answers with the table's ids.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import psycopg

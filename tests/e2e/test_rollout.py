@@ -19,10 +19,8 @@ import io
 import json
 import math
 import re
-import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest

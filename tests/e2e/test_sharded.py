@@ -10,8 +10,6 @@ Service DNS, which the fan-out uses to reach the shard Services.)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -8,10 +8,8 @@ through the real Job/Deployment controllers and the node agent.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

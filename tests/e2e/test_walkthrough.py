@@ -11,8 +11,6 @@ Each step checks what its reader should see (issue: what people read):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
