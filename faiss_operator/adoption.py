@@ -120,7 +120,7 @@ def adopt(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, key:
             said.append("no version exists for the current spec: a build starts")
     updates["build_count"] = number
     message = "status rebuilt from storage: " + "; ".join(said)
-    return status.model_copy(update=updates), [Event("Normal", EventReason.ADOPTED, message)]
+    return status.updated(**updates), [Event("Normal", EventReason.ADOPTED, message)]
 
 
 def _built_for_key(obs: Observation, spec: FaissIndexSpec, key: str, updates: dict) -> Manifest | None:

@@ -57,14 +57,14 @@ def decide(obs: Observation) -> Plan:
     status = handle_refusals(obs, status, events)
     if status.consecutive_failures > failures_before:
         retry = None if is_stalled(spec, status) else next_retry_time(spec, status.consecutive_failures, obs.now)
-        status = status.model_copy(update={"next_retry_time": retry})
+        status = status.updated(next_retry_time=retry)
         events += _stall_event(spec, status)
     status, sync_events = _sync(obs, spec, status)
     events += sync_events
 
     key = build_key(spec)
     decision = TriggerDecision() if must_wait_for_storage(obs, status) else choose_trigger(obs, spec, status, key)
-    status = status.model_copy(update=decision.updates)
+    status = status.updated(**decision.updates)
     events += decision.events
     create, delete_jobs = None, []
     if decision.trigger is not None:
@@ -85,7 +85,7 @@ def decide(obs: Observation) -> Plan:
         events.append(Event("Normal", EventReason.VERSIONS_PRUNED,
                             f"pruned {len(prune)} version(s) beyond keepVersions={spec.rollout.keep_versions}: {', '.join(prune)}"))
     if obs.versions is not None:
-        status = status.model_copy(update={"stored_versions": len(obs.versions) - len(prune)})
+        status = status.updated(stored_versions=len(obs.versions) - len(prune))
     shadow = spec.rollout.analysis.shadow_percent if spec.rollout.steps and status.candidate_version else 0
     pointer = desired_pointer(obs, status, shadow)
     status, condition_events = with_conditions(obs, spec, status)
@@ -109,7 +109,7 @@ def _recover_on_spec_change(obs: Observation, status: FaissIndexStatus) -> Faiss
     """A new spec generation may fix what made builds fail: retry at once, count afresh."""
     changed = status.observed_generation is not None and status.observed_generation != obs.generation
     if changed and status.consecutive_failures:
-        return status.model_copy(update={"consecutive_failures": 0, "next_retry_time": timestamp(obs.now)})
+        return status.updated(consecutive_failures=0, next_retry_time=timestamp(obs.now))
     return status
 
 
@@ -142,11 +142,11 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
     if job is not None and job.state == "Failed" and not _published(obs, last):
         message = job.message or "builder Job failed without a message"
         if job.disrupted:  # not the build's fault: record it, retry at once, do not count it toward Stalled
-            failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.DISRUPTED.value, "message": message})
+            failed = last.updated(**done, result=BuildResult.FAILED, reason=Reason.DISRUPTED.value, message=message)
             event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
             return _uncounted_failure(status, failed, retry_at=timestamp(obs.now)), [event]
         code = failure_code(message) or Reason.BUILD_FAILED.value  # the builder's code: kubectl get -o wide shows it
-        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": code, "message": message})
+        failed = last.updated(**done, result=BuildResult.FAILED, reason=code, message=message)
         event = Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")
         return _finished(status, failed, failed_now=True), [event]
     if obs.manifest is None or obs.manifest.version != last.version:
@@ -154,11 +154,10 @@ def _follow_build(obs: Observation, status: FaissIndexStatus) -> tuple[FaissInde
             message = f"builder Job {last.job} disappeared before it published a manifest"
         else:
             message = obs.manifest_error or "Job succeeded but wrote no manifest"
-        failed = last.model_copy(update={**done, "result": BuildResult.FAILED, "reason": Reason.MANIFEST_INVALID.value, "message": message})
+        failed = last.updated(**done, result=BuildResult.FAILED, reason=Reason.MANIFEST_INVALID.value, message=message)
         return _finished(status, failed, failed_now=True), [Event("Warning", EventReason.BUILD_FAILED, f"version {last.version}: {message}")]
     m = obs.manifest
-    succeeded = last.model_copy(update={**done, "result": BuildResult.SUCCEEDED, "reason": None, "message": None,
-                                        "warnings": m.warnings[:20]})
+    succeeded = last.updated(**done, result=BuildResult.SUCCEEDED, reason=None, message=None, warnings=m.warnings[:20])
     message = (
         f"version {m.version}: {m.vectors} vectors, recall@{m.measurements.k}={m.measurements.recall_at_k:.4f}, "
         f"p99={m.measurements.latency_p99_ms:.2f}ms, builder ran {m.timings.total_seconds:.1f}s (the Job's own time adds pod start-up)"
@@ -177,14 +176,14 @@ def _published(obs: Observation, last: LastBuild) -> bool:
 
 def _uncounted_failure(status: FaissIndexStatus, last: LastBuild, retry_at: str) -> FaissIndexStatus:
     """A failure that does not count (a disruption): retried at ``retry_at``, Stalled untouched."""
-    return status.model_copy(update={"last_build": last, "next_retry_time": retry_at})
+    return status.updated(last_build=last, next_retry_time=retry_at)
 
 
 def _finished(status: FaissIndexStatus, last: LastBuild, failed_now: bool) -> FaissIndexStatus:
     updates: dict = {"last_build": last}
     if failed_now:
         updates["consecutive_failures"] = status.consecutive_failures + 1
-    return status.model_copy(update=updates)
+    return status.updated(**updates)
 
 
 def _sync(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
@@ -205,7 +204,7 @@ def _sync(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> t
             action = "rebuilding" if rebuilds else "reporting only"
             events.append(Event("Warning", EventReason.SOURCE_DRIFT, f"source changed since the serving version: {drift}; {action}"))
         updates["drift"] = drift
-    return status.model_copy(update=updates), events
+    return status.updated(**updates), events
 
 
 def _start_build(
@@ -220,8 +219,8 @@ def _start_build(
     if replace_running and previous is not None and previous.result == BuildResult.RUNNING:
         delete.append(previous.job)
         events.append(Event("Normal", EventReason.BUILD_REPLACED, f"Job {previous.job} stopped: superseded by a {trigger.value} build"))
-        previous = previous.model_copy(update={"result": BuildResult.FAILED, "reason": "Replaced",
-                                               "message": f"superseded by a {trigger.value} build", "completion_time": timestamp(obs.now)})
+        previous = previous.updated(result=BuildResult.FAILED, reason="Replaced",
+                                    message=f"superseded by a {trigger.value} build", completion_time=timestamp(obs.now))
     history = ([previous] + status.history)[:HISTORY] if previous is not None else status.history
     existing = obs.job_named(name)
     create = None
@@ -235,7 +234,7 @@ def _start_build(
     updates: dict = {"last_build": started, "build_count": number, "history": history}
     if trigger in (Trigger.SPEC, Trigger.MANUAL):
         updates.update(consecutive_failures=0, next_retry_time=None)
-    return status.model_copy(update=updates), create, events, delete
+    return status.updated(**updates), create, events, delete
 
 
 def _other_builders_alive(obs: Observation, name: str) -> bool:

@@ -49,30 +49,28 @@ def promote(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) ->
         message = "; ".join(failures)
         if last.result == BuildResult.VALIDATION_FAILED and last.message == message:
             return status, []
-        rejected = last.model_copy(
-            update={"result": BuildResult.VALIDATION_FAILED, "reason": Reason.VALIDATION_FAILED.value, "message": message}
-        )
+        rejected = last.updated(result=BuildResult.VALIDATION_FAILED, reason=Reason.VALIDATION_FAILED.value, message=message)
         kept = f"; {status.current_version} keeps serving" if status.current_version else ""
         updates: dict = {"last_build": rejected}
         if last.result == BuildResult.SUCCEEDED:  # counted once, when the build's verdict flips to rejected
             updates["consecutive_failures"] = status.consecutive_failures + 1
         event = Event("Warning", EventReason.VALIDATION_FAILED, f"version {last.version} rejected: {message}{kept}")
-        return status.model_copy(update=updates), [event]
-    passed = last.model_copy(update={"result": BuildResult.SUCCEEDED, "reason": None, "message": None})
+        return status.updated(**updates), [event]
+    passed = last.updated(result=BuildResult.SUCCEEDED, reason=None, message=None)
     base = {"last_build": passed, "consecutive_failures": 0, "next_retry_time": None}
     if spec.rollout.pinned_version:
-        return status.model_copy(update=base), []  # held: the pin decides what serves
+        return status.updated(**base), []  # held: the pin decides what serves
     m = obs.manifest
     steps = spec.rollout.steps
     at_once = not steps and spec.rollout.percent >= 100
     if at_once or status.current_version is None or current_missing(obs, status):
         fields = {**base, **serving_fields(obs, m), "last_good_version": m.version}
         message = f"version {m.version} now serves 100% (recall {m.measurements.recall_at_k:.4f})"
-        return status.model_copy(update=fields), [Event("Normal", EventReason.PROMOTED, message)]
+        return status.updated(**fields), [Event("Normal", EventReason.PROMOTED, message)]
     fields = {**base, "candidate_version": m.version, "drift": None}  # drift checks now compare the candidate's source
     share = f"{steps[0].percent}% of queries (step 1/{len(steps)})" if steps else f"{spec.rollout.percent}% of queries"
     event = Event("Normal", EventReason.CANARY_STARTED, f"version {m.version} receives {share}")
-    return status.model_copy(update=fields), [event]
+    return status.updated(**fields), [event]
 
 
 def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
@@ -86,7 +84,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         if restore is not None and restore.version == status.last_good_version:
             fields.update(serving_fields(obs, restore))
         message = f"unpinned from {status.pinned_version}; normal promotion resumes with {status.last_good_version}"
-        return status.model_copy(update=fields), [Event("Normal", EventReason.UNPINNED, message)]
+        return status.updated(**fields), [Event("Normal", EventReason.UNPINNED, message)]
     if status.current_version == pin and status.pinned_version == pin and status.candidate_version is None:
         return status, []
     if pin_problem(obs, spec, status) is not None:
@@ -94,7 +92,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
     m = obs.pinned_manifest
     assert m is not None
     fields = {**serving_fields(obs, m), "pinned_version": pin, "drift": status.drift}
-    return status.model_copy(update=fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
+    return status.updated(**fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
 
 
 def pin_problem(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> str | None:
@@ -124,11 +122,11 @@ def promoted_candidate(obs: Observation, status: FaissIndexStatus) -> dict:
 def with_rollout(obs: Observation, status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:
     """A candidate whose rollout percent reached 100 becomes current."""
     if status.candidate_version is None:
-        return status.model_copy(update={"rollout_percent": 100 if status.current_version else None})
+        return status.updated(rollout_percent=100 if status.current_version else None)
     if spec.rollout.percent < 100:
-        return status.model_copy(update={"rollout_percent": spec.rollout.percent})
+        return status.updated(rollout_percent=spec.rollout.percent)
     events.append(Event("Normal", EventReason.PROMOTED, f"candidate {status.candidate_version} promoted to 100%"))
-    return status.model_copy(update=promoted_candidate(obs, status))
+    return status.updated(**promoted_candidate(obs, status))
 
 
 def desired_pointer(obs: Observation, status: FaissIndexStatus, shadow_percent: int = 0) -> ServingPointer | None:

@@ -48,7 +48,7 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
     if candidate and all(candidate in r.refused for r in reports):
         why = f"refused by {len(reports)}/{len(reports)} serving replicas: {reports[0].refused[candidate]}"
         events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back: {why}; {current} serves 100%"))
-        return roll_back(status, why).model_copy(update={"rollout_step": None, "step_started_at": None, "rollout_percent": 100})
+        return roll_back(status, why).updated(rollout_step=None, step_started_at=None, rollout_percent=100)
     served = {r.stable for r in reports}
     if current and all(current in r.refused for r in reports) and len(served) == 1 and None not in served:
         actual = served.pop()
@@ -64,6 +64,6 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
         if layout is not None:  # serve the kept version with its own topology again
             updates["shards"] = layout
         if last is not None and last.version == current:
-            updates["last_build"] = last.model_copy(update={"result": BuildResult.ROLLED_BACK, "reason": "RolledBack", "message": why})
-        return status.model_copy(update=updates)
+            updates["last_build"] = last.updated(result=BuildResult.ROLLED_BACK, reason="RolledBack", message=why)
+        return status.updated(**updates)
     return status
