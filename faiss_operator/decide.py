@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from indexops_api.fingerprint import describe_drift
 from indexops_api.layout import build_key, job_name, version_id
+from indexops_api.rollout_plan import rollout_share
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, LastBuild, Reason, Trigger
 from faiss_operator.adoption import adopt, must_wait_for_storage
@@ -76,18 +77,19 @@ def decide(obs: Observation) -> Plan:
         delete_jobs += [j.name for j in obs.jobs  # one build at a time: a stray builder must not block this one
                         if j.state == "Running" and j.name != create.name and not j.terminating and j.name not in delete_jobs]
 
-    if spec.rollout.steps:
+    if spec.rollout.plan.progressive:
         status = advance_steps(obs, spec, status, events)
     else:
         status = with_rollout(obs, status, spec, events)
+    share = rollout_share(spec.rollout.plan, status.current_version, status.candidate_version, status.rollout_step)
+    status = status.updated(rollout_percent=share.newest_percent)  # status and pointer: one derivation
     prune = _prune(obs, spec, status)
     if prune:
         events.append(Event("Normal", EventReason.VERSIONS_PRUNED,
                             f"pruned {len(prune)} version(s) beyond keepVersions={spec.rollout.keep_versions}: {', '.join(prune)}"))
     if obs.versions is not None:
         status = status.updated(stored_versions=len(obs.versions) - len(prune))
-    shadow = spec.rollout.analysis.shadow_percent if spec.rollout.steps and status.candidate_version else 0
-    pointer = desired_pointer(obs, status, shadow)
+    pointer = desired_pointer(obs, status, share)
     status, condition_events = with_conditions(obs, spec, status)
     events += condition_events
     resume = _resume(obs, status, events)
