@@ -23,6 +23,7 @@ from faiss_operator.adoption import adopt, must_wait_for_storage
 from faiss_operator.conditions import parse_time, timestamp
 from faiss_operator.manual import apply_manual
 from faiss_operator.model import Event, JobToCreate, Observation, Plan
+from faiss_operator.pacing import requeue_for
 from faiss_operator.promotion import apply_pin, desired_pointer, promote, with_rollout
 from faiss_operator.refusal import handle_refusals
 from faiss_operator.retention import versions_to_prune
@@ -38,8 +39,12 @@ REPLACE_WAIT_SECONDS = 300  # a new build waits at most this long for a replaced
 
 
 def decide(obs: Observation) -> Plan:
-    if obs.spec is None:
-        return invalid_spec_plan(obs)
+    plan = invalid_spec_plan(obs) if obs.spec is None else _reconcile(obs)
+    return replace(plan, requeue=requeue_for(obs.spec, plan, obs.storage_error, obs.now))
+
+
+def _reconcile(obs: Observation) -> Plan:
+    assert obs.spec is not None
     spec, status = obs.spec, obs.status
     events: list[Event] = []
     status = _recover_on_spec_change(obs, status)

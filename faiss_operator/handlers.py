@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from indexops_api import constants as c
-from indexops_api.status import BuildResult, EventReason
+from indexops_api.status import EventReason
 from faiss_operator import metrics
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
@@ -26,11 +26,10 @@ from faiss_operator.deletion import STOP_WAIT_SECONDS, decide_deletion
 from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
-from faiss_operator.pacing import ResyncSlots, idle_wait
+from faiss_operator.pacing import ResyncSlots, wait_seconds
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
-POINTER_SETTLE_SECONDS = 3.0
 _SLOTS = ResyncSlots(CONFIG.idle_passes_per_second)
 _wakeups: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
 log = logging.getLogger(__name__)
@@ -80,15 +79,8 @@ def reconcile_once(namespace: str, name: str) -> tuple[float, bool]:
     plan = decide(obs)
     execute(plan, obs, body, CONFIG)
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
-    last = plan.status.last_build
-    building = last is not None and last.result == BuildResult.RUNNING
-    if plan.write_pointer is not None:
-        return POINTER_SETTLE_SECONDS, False  # look again soon: replicas load the new pointer within seconds
-    busy = building or plan.status.candidate_version is not None or obs.storage_error
-    if busy:
-        return CONFIG.poll_seconds_while_building, False
-    return idle_wait(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
-                     indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
+    return wait_seconds(plan.requeue, poll_seconds=CONFIG.poll_seconds_while_building, resync_seconds=CONFIG.resync_seconds,
+                        indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
 
 
 async def _sleep(event: asyncio.Event, seconds: float) -> bool:
