@@ -88,13 +88,13 @@ def adopt(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, key:
     if stable is not None:
         assert pointer is not None
         updates.update(serving_fields(obs, stable))
-        updates.update(last_good_version=stable.version, serving_since=pointer.updated_at, rollout_percent=100, drift=None)
+        updates.update(last_good_version=stable.version, serving_since=pointer.updated_at, drift=None)
         if spec.rollout.pinned_version == stable.version:
             updates["pinned_version"] = stable.version
         said.append(f"version {stable.version} serves (pointer generation {pointer.generation})")
         candidate = usable(obs, spec, pointer.candidate_version)
         if candidate is not None and spec.rollout.pinned_version is None:
-            updates.update(candidate_version=candidate.version, rollout_percent=pointer.candidate_percent)
+            updates.update(candidate_version=candidate.version)
             said.append(f"candidate {candidate.version} at {pointer.candidate_percent}%")
     elif pointer is not None:
         said.append(f"the pointer's version {pointer.stable_version} cannot serve this spec (missing files or another shape)")
@@ -120,7 +120,7 @@ def adopt(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, key:
             said.append("no version exists for the current spec: a build starts")
     updates["build_count"] = number
     message = "status rebuilt from storage: " + "; ".join(said)
-    return status.model_copy(update=updates), [Event("Normal", EventReason.ADOPTED, message)]
+    return status.updated(**updates), [Event("Normal", EventReason.ADOPTED, message)]
 
 
 def _built_for_key(obs: Observation, spec: FaissIndexSpec, key: str, updates: dict) -> Manifest | None:

@@ -73,7 +73,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
         args = dict(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec)
         served = plan.status.shards or 1  # the topology of the version that serves, not of the one being built
         if served > 1:  # shard Deployments/Services and the fan-out in place of the single server
-            args["spec"] = spec.model_copy(update={"shards": served})
+            args["spec"] = spec.updated(shards=served)
             for obj in shard_objects.sharded_serving_objects(**args, config=config):
                 patch = api.apps.patch_namespaced_deployment if obj["kind"] == "Deployment" else api.core.patch_namespaced_service
                 _apply(patch, obj["metadata"]["name"], obs.namespace, obj)

@@ -17,21 +17,19 @@ from typing import Any
 import kopf
 
 from indexops_api import constants as c
-from indexops_api.layout import index_prefix
-from indexops_api.status import BuildResult, EventReason
+from indexops_api.status import EventReason
 from faiss_operator import metrics
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
-from faiss_operator.jobstate import is_finished
+from faiss_operator.deletion import STOP_WAIT_SECONDS, decide_deletion
 from faiss_operator.kube import clients, is_not_found, to_dict
 from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
-from faiss_operator.pacing import ResyncSlots, idle_wait
+from faiss_operator.pacing import ResyncSlots, wait_seconds
 from indexops_store import StorageError
 
 CONFIG = OperatorConfig.from_env()
-POINTER_SETTLE_SECONDS = 3.0
 _SLOTS = ResyncSlots(CONFIG.idle_passes_per_second)
 _wakeups: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
 log = logging.getLogger(__name__)
@@ -81,15 +79,8 @@ def reconcile_once(namespace: str, name: str) -> tuple[float, bool]:
     plan = decide(obs)
     execute(plan, obs, body, CONFIG)
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
-    last = plan.status.last_build
-    building = last is not None and last.result == BuildResult.RUNNING
-    if plan.write_pointer is not None:
-        return POINTER_SETTLE_SECONDS, False  # look again soon: replicas load the new pointer within seconds
-    busy = building or plan.status.candidate_version is not None or obs.storage_error
-    if busy:
-        return CONFIG.poll_seconds_while_building, False
-    return idle_wait(obs.spec, plan.status, obs.now, resync_seconds=CONFIG.resync_seconds,
-                     indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
+    return wait_seconds(plan.requeue, poll_seconds=CONFIG.poll_seconds_while_building, resync_seconds=CONFIG.resync_seconds,
+                        indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
 
 
 async def _sleep(event: asyncio.Event, seconds: float) -> bool:
@@ -127,24 +118,32 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL)
 def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, Any], logger: logging.Logger, **_: Any) -> None:
-    """The finalizer's work: apply ``storage.deletionPolicy``. Jobs and serving go by owner references."""
+    """The finalizer's work: apply ``storage.deletionPolicy`` as ``deletion.decide_deletion`` says."""
     wake(namespace, name)  # stop the loop promptly
     metrics.forget(namespace, name)  # its per-index series would otherwise outlive it
     parsed, error = parse_spec(dict(spec))
-    if parsed is None:
-        logger.warning(f"invalid spec on deletion, artifacts retained: {error}")
+    selector = f"{c.LABEL_INDEX}={name},{c.LABEL_COMPONENT}=builder"
+    jobs = [to_dict(j) for j in clients().batch.list_namespaced_job(namespace, label_selector=selector).items] if parsed else []
+    plan = decide_deletion(parsed, error, namespace, name, jobs)
+    if plan.action == "invalid":
+        logger.warning(plan.message)
         return
-    prefix = index_prefix(parsed.storage.prefix, namespace, name, parsed.horizon)
-    where = f"s3://{parsed.storage.bucket}/{prefix}/"
-    if parsed.storage.deletion_policy != "Delete":
-        kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"deletionPolicy Retain: artifacts kept at {where}")
+    if plan.action == "retain":
+        kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_RETAINED.value, message=plan.message)
         return
-    # Stop builders first: one still uploading would otherwise leave files behind the delete.
-    if _stop_running_builders(namespace, name):
-        raise kopf.TemporaryError("waiting for running builder Jobs to stop before deleting artifacts", delay=5)
+    if plan.action == "stop-builders":  # one still uploading would otherwise leave files behind the delete
+        for job in plan.stop_jobs:
+            try:
+                clients().batch.delete_namespaced_job(job, namespace, propagation_policy="Foreground")
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+        raise kopf.TemporaryError(plan.message, delay=STOP_WAIT_SECONDS)
+    assert parsed is not None
+    where = plan.where
     try:
         store = store_for(parsed, namespace, name, CONFIG)
-        deleted = bounded(f"deleting {where}", store.delete_prefix, prefix, deadline=120, key=(namespace, name, "delete"))
+        deleted = bounded(f"deleting {where}", store.delete_prefix, plan.prefix, deadline=120, key=(namespace, name, "delete"))
     except StorageNotAllowed as exc:  # never granted (or no longer): nothing of it may be touched
         kopf.event(body, type="Warning", reason=EventReason.ARTIFACTS_RETAINED.value, message=f"artifacts at {where} retained: {exc}")
         return
@@ -153,25 +152,6 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
         raise kopf.TemporaryError(f"deleting {where}: {exc}", delay=15) from exc
     kopf.event(body, type="Normal", reason=EventReason.ARTIFACTS_DELETED.value, message=f"deletionPolicy Delete: removed {deleted} object(s) under {where}")
     logger.info(f"deleted {deleted} objects under {where}")
-
-
-def _stop_running_builders(namespace: str, name: str) -> bool:
-    """Delete the index's unfinished builder Jobs; True while any still exists.
-
-    Unfinished as ``observe`` sees it (no terminal condition): a Job retrying its pod
-    (``backoffLimit > 0``, ``status.failed`` already 1) still has a builder uploading.
-    """
-    selector = f"{c.LABEL_INDEX}={name},{c.LABEL_COMPONENT}=builder"
-    running = [j for j in clients().batch.list_namespaced_job(namespace, label_selector=selector).items
-               if not is_finished(to_dict(j))]
-    for job in running:
-        if job.metadata.deletion_timestamp is None:
-            try:
-                clients().batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Foreground")
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise
-    return bool(running)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

@@ -23,24 +23,24 @@ def roll_back(status: FaissIndexStatus, why: str) -> FaissIndexStatus:
     last = status.last_build
     updates: dict = {"candidate_version": None, "rolled_back_version": candidate, "rollback_reason": why}
     if last is not None and last.version == candidate:
-        updates["last_build"] = last.model_copy(update={"result": BuildResult.ROLLED_BACK, "reason": "RolledBack", "message": why})
-    return status.model_copy(update=updates)
+        updates["last_build"] = last.updated(result=BuildResult.ROLLED_BACK, reason="RolledBack", message=why)
+    return status.updated(**updates)
 
 
 def apply_manual(obs: Observation, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
     events: list[Event] = []
     abort, promote = obs.abort_request, obs.promote_request
     if is_new_request(abort, status.last_handled_abort):
-        status = status.model_copy(update={"last_handled_abort": abort})
+        status = status.updated(last_handled_abort=abort)
         candidate = status.candidate_version
         if candidate is not None:
             why = f"aborted manually (abort requested at {abort})"
             status = roll_back(status, why)
             events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back: {why}; {status.current_version} serves 100%"))
     if is_new_request(promote, status.last_handled_promote):
-        status = status.model_copy(update={"last_handled_promote": promote})
+        status = status.updated(last_handled_promote=promote)
         candidate = status.candidate_version
         if candidate is not None:
-            status = status.model_copy(update=promoted_candidate(obs, status))
+            status = status.updated(**promoted_candidate(obs, status))
             events.append(Event("Normal", EventReason.PROMOTED, f"candidate {candidate} promoted to 100% manually (requested at {promote})"))
     return status, events

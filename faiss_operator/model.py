@@ -151,6 +151,14 @@ class StageToCreate:
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """When the next pass looks, decided with the plan (``pacing.requeue_for``; seconds: ``pacing.wait_seconds``)."""
+
+    kind: Literal["pointer", "busy", "idle"] = "idle"  # a pointer was written / a build or candidate or storage error / idle
+    timer: float | None = None  # idle: seconds until something time-based is due; None: only the safety-net resync
+
+
+@dataclass(frozen=True)
 class Plan:
     status: FaissIndexStatus
     create_job: JobToCreate | None = None
@@ -161,3 +169,4 @@ class Plan:
     prune_versions: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     create_stage: "StageToCreate | None" = None  # sharded builds: the next stage Job of the tracked build
+    requeue: Requeue = Requeue()  # when the next pass looks

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from indexops_api import constants as c
 from indexops_api.layout import build_key, serving_name
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.status import BuildResult, FaissIndexStatus, Reason
+from indexops_api.status import FaissIndexStatus, Reason
 from indexops_store import StorageError, StorageUnavailable
 from faiss_operator.adoption import status_lost
 from faiss_operator.adoption_reads import read_adoptable
@@ -28,7 +28,8 @@ from faiss_operator.model import JobObservation, Observation, ServingObservation
 from faiss_operator.storage_policy import Refusal
 from faiss_operator import sharding
 from faiss_operator.replicas import observe_replicas
-from faiss_operator.sync import probe_sync, sync_due
+from faiss_operator.drift import probe_due
+from faiss_operator.sync import probe_sync
 
 
 def _spec_error(exc: ValidationError) -> str:
@@ -113,21 +114,6 @@ def observe_serving(namespace: str, index: str) -> ServingObservation:
     )
 
 
-def _build_just_ended(status: FaissIndexStatus, jobs: tuple[JobObservation, ...]) -> bool:
-    """The tracked build's Job ended and this pass may promote its version.
-
-    A drift probe on such a pass would compare the source with the version serving *before*
-    the promotion (the status read at the start of the pass): after a drift rebuild it would
-    report the drift the new version just fixed and start yet another build. The next pass
-    checks against the new version.
-    """
-    last = status.last_build
-    if last is None or last.result != BuildResult.RUNNING:
-        return False
-    job = next((j for j in jobs if j.name == last.job), None)
-    return job is None or job.state != "Running"
-
-
 def _read_storage(at: Artifacts, status: FaissIndexStatus, jobs: tuple[JobObservation, ...], now: datetime,
                   config: OperatorConfig | None) -> dict[str, Any]:
     fields: dict[str, Any] = {}
@@ -137,7 +123,7 @@ def _read_storage(at: Artifacts, status: FaissIndexStatus, jobs: tuple[JobObserv
         fields["adoptable"] = read_adoptable(at, fields["pointer"], fields["versions"], build_key(at.spec))
     fields.update(at.manifest_to_gate(status, jobs))
     fields.update(at.pin_target(status))
-    if sync_due(at.spec, status, now) and not _build_just_ended(status, jobs):
+    if probe_due(at.spec, status, jobs, now):
         fields["sync"] = probe_sync(at, status, at.namespace, now, config)
         fields["versions"] = at.with_files_checked(fields["versions"], status.current_version)
     return fields

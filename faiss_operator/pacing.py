@@ -29,9 +29,11 @@ from indexops_api.spec import FaissIndexSpec
 from indexops_api.spec_ops import duration_seconds
 from indexops_api.status import BuildResult, FaissIndexStatus
 from faiss_operator.conditions import parse_time
+from faiss_operator.model import Plan, Requeue
 
 MIN_DELAY = 1.0
 JITTER = 0.2
+POINTER_SETTLE_SECONDS = 3.0  # after a pointer write: replicas load the new pointer within seconds, look again soon
 
 
 def safety_resync_seconds(resync_seconds: float, indexes: int, idle_passes_per_second: float) -> float:
@@ -72,12 +74,37 @@ def idle_wait(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: dateti
     indexes out, the slots enforce the budget when many are due at once (after a mass
     apply, the interval was computed while N was still small).
     """
+    return _idle(next_timer(spec, status, now), resync_seconds, indexes, idle_passes_per_second, rng)
+
+
+def _idle(timer: float | None, resync_seconds: float, indexes: int, idle_passes_per_second: float,
+          rng: random.Random | None) -> tuple[float, bool]:
     r = rng or random
     safety = safety_resync_seconds(resync_seconds, indexes, idle_passes_per_second) * r.uniform(1 - JITTER, 1 + JITTER)
-    timer = next_timer(spec, status, now)
     if timer is not None and timer <= safety:
         return max(MIN_DELAY, timer), False
     return max(MIN_DELAY, safety), True
+
+
+def requeue_for(spec: FaissIndexSpec | None, plan: Plan, storage_error: str | None, now: datetime) -> Requeue:
+    """When the pass after ``plan`` should look: soon after a pointer write, at the poll interval while
+    anything is in flight, else at the next timer (or the safety net)."""
+    if plan.write_pointer is not None:
+        return Requeue("pointer")
+    last = plan.status.last_build
+    if (last is not None and last.result == BuildResult.RUNNING) or plan.status.candidate_version is not None or storage_error:
+        return Requeue("busy")
+    return Requeue("idle", next_timer(spec, plan.status, now))
+
+
+def wait_seconds(requeue: Requeue, *, poll_seconds: float, resync_seconds: float, indexes: int,
+                 idle_passes_per_second: float, rng: random.Random | None = None) -> tuple[float, bool]:
+    """(seconds until the next pass, whether it is a safety-net resync paced by the shared budget)."""
+    if requeue.kind == "pointer":
+        return POINTER_SETTLE_SECONDS, False
+    if requeue.kind == "busy":
+        return poll_seconds, False
+    return _idle(requeue.timer, resync_seconds, indexes, idle_passes_per_second, rng)
 
 
 def idle_delay(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datetime, **kw) -> float:

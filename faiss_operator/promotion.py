@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from indexops_api.manifest import Manifest
 from indexops_api.pointer import ServingPointer
+from indexops_api.rollout_plan import Share
 from indexops_api.spec import FaissIndexSpec
 from indexops_api.status import BuildResult, EventReason, FaissIndexStatus, Reason
 from faiss_operator.conditions import timestamp
@@ -49,30 +50,28 @@ def promote(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) ->
         message = "; ".join(failures)
         if last.result == BuildResult.VALIDATION_FAILED and last.message == message:
             return status, []
-        rejected = last.model_copy(
-            update={"result": BuildResult.VALIDATION_FAILED, "reason": Reason.VALIDATION_FAILED.value, "message": message}
-        )
+        rejected = last.updated(result=BuildResult.VALIDATION_FAILED, reason=Reason.VALIDATION_FAILED.value, message=message)
         kept = f"; {status.current_version} keeps serving" if status.current_version else ""
         updates: dict = {"last_build": rejected}
         if last.result == BuildResult.SUCCEEDED:  # counted once, when the build's verdict flips to rejected
             updates["consecutive_failures"] = status.consecutive_failures + 1
         event = Event("Warning", EventReason.VALIDATION_FAILED, f"version {last.version} rejected: {message}{kept}")
-        return status.model_copy(update=updates), [event]
-    passed = last.model_copy(update={"result": BuildResult.SUCCEEDED, "reason": None, "message": None})
+        return status.updated(**updates), [event]
+    passed = last.updated(result=BuildResult.SUCCEEDED, reason=None, message=None)
     base = {"last_build": passed, "consecutive_failures": 0, "next_retry_time": None}
     if spec.rollout.pinned_version:
-        return status.model_copy(update=base), []  # held: the pin decides what serves
+        return status.updated(**base), []  # held: the pin decides what serves
     m = obs.manifest
-    steps = spec.rollout.steps
-    at_once = not steps and spec.rollout.percent >= 100
-    if at_once or status.current_version is None or current_missing(obs, status):
+    plan = spec.rollout.plan
+    if plan.at_once or status.current_version is None or current_missing(obs, status):
         fields = {**base, **serving_fields(obs, m), "last_good_version": m.version}
         message = f"version {m.version} now serves 100% (recall {m.measurements.recall_at_k:.4f})"
-        return status.model_copy(update=fields), [Event("Normal", EventReason.PROMOTED, message)]
+        return status.updated(**fields), [Event("Normal", EventReason.PROMOTED, message)]
     fields = {**base, "candidate_version": m.version, "drift": None}  # drift checks now compare the candidate's source
-    share = f"{steps[0].percent}% of queries (step 1/{len(steps)})" if steps else f"{spec.rollout.percent}% of queries"
+    first = plan.steps[0].percent
+    share = f"{first}% of queries (step 1/{len(plan.steps)})" if plan.progressive else f"{first}% of queries"
     event = Event("Normal", EventReason.CANARY_STARTED, f"version {m.version} receives {share}")
-    return status.model_copy(update=fields), [event]
+    return status.updated(**fields), [event]
 
 
 def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> tuple[FaissIndexStatus, list[Event]]:
@@ -86,7 +85,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         if restore is not None and restore.version == status.last_good_version:
             fields.update(serving_fields(obs, restore))
         message = f"unpinned from {status.pinned_version}; normal promotion resumes with {status.last_good_version}"
-        return status.model_copy(update=fields), [Event("Normal", EventReason.UNPINNED, message)]
+        return status.updated(**fields), [Event("Normal", EventReason.UNPINNED, message)]
     if status.current_version == pin and status.pinned_version == pin and status.candidate_version is None:
         return status, []
     if pin_problem(obs, spec, status) is not None:
@@ -94,7 +93,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
     m = obs.pinned_manifest
     assert m is not None
     fields = {**serving_fields(obs, m), "pinned_version": pin, "drift": status.drift}
-    return status.model_copy(update=fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
+    return status.updated(**fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
 
 
 def pin_problem(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> str | None:
@@ -118,40 +117,36 @@ def promoted_candidate(obs: Observation, status: FaissIndexStatus) -> dict:
     m = obs.manifest
     fields = serving_fields(obs, m) if m is not None and m.version == candidate else {
         "current_version": candidate, "candidate_version": None, "serving_since": timestamp(obs.now)}
-    return {**fields, "last_good_version": candidate, "rollout_percent": 100}
+    return {**fields, "last_good_version": candidate}
 
 
 def with_rollout(obs: Observation, status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:
-    """A candidate whose rollout percent reached 100 becomes current."""
-    if status.candidate_version is None:
-        return status.model_copy(update={"rollout_percent": 100 if status.current_version else None})
-    if spec.rollout.percent < 100:
-        return status.model_copy(update={"rollout_percent": spec.rollout.percent})
+    """A non-progressive plan: a candidate holds its share until the plan says at once (percent 100)."""
+    if status.candidate_version is None or not spec.rollout.plan.at_once:
+        return status
     events.append(Event("Normal", EventReason.PROMOTED, f"candidate {status.candidate_version} promoted to 100%"))
-    return status.model_copy(update=promoted_candidate(obs, status))
+    return status.updated(**promoted_candidate(obs, status))
 
 
-def desired_pointer(obs: Observation, status: FaissIndexStatus, shadow_percent: int = 0) -> ServingPointer | None:
-    """The pointer serving must follow, or None when the stored one already says so."""
+def desired_pointer(obs: Observation, status: FaissIndexStatus, share: Share) -> ServingPointer | None:
+    """The pointer serving must follow (from ``share``, as status is), or None when the stored one already says so."""
     if status.current_version is None:
         return None
     candidate = status.candidate_version
-    percent = status.rollout_percent if candidate else 0
     current = obs.pointer
     if (
         current is not None
         and current.stable_version == status.current_version
         and current.candidate_version == candidate
-        and current.candidate_percent == (percent or 0)
-        and current.shadow_percent == (shadow_percent if candidate else 0)
+        and current.candidate_percent == share.candidate_percent
+        and current.shadow_percent == share.shadow_percent
     ):
         return None
     return ServingPointer(
         generation=(current.generation + 1) if current else 1,
         stable_version=status.current_version,
         candidate_version=candidate,
-        candidate_percent=percent or 0,
-        shadow_percent=shadow_percent if candidate else 0,
+        candidate_percent=share.candidate_percent,
+        shadow_percent=share.shadow_percent,
         updated_at=timestamp(obs.now),
     )
-

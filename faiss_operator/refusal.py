@@ -48,7 +48,7 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
     if candidate and all(candidate in r.refused for r in reports):
         why = f"refused by {len(reports)}/{len(reports)} serving replicas: {reports[0].refused[candidate]}"
         events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back: {why}; {current} serves 100%"))
-        return roll_back(status, why).model_copy(update={"rollout_step": None, "step_started_at": None, "rollout_percent": 100})
+        return roll_back(status, why).updated(rollout_step=None, step_started_at=None)
     served = {r.stable for r in reports}
     if current and all(current in r.refused for r in reports) and len(served) == 1 and None not in served:
         actual = served.pop()
@@ -56,7 +56,7 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
         events.append(Event("Warning", EventReason.ROLLED_BACK, f"version {current} rolled back: {why}; {actual} keeps serving"))
         last = status.last_build
         updates: dict = {
-            "current_version": actual, "last_good_version": actual, "candidate_version": None, "rollout_percent": 100,
+            "current_version": actual, "last_good_version": actual, "candidate_version": None,
             "rolled_back_version": current, "rollback_reason": why, "pinned_version": None,
             "recall": None, "p99_latency_ms": None, "vectors": None, "size_bytes": None,  # unknown for the version kept
         }
@@ -64,6 +64,6 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
         if layout is not None:  # serve the kept version with its own topology again
             updates["shards"] = layout
         if last is not None and last.version == current:
-            updates["last_build"] = last.model_copy(update={"result": BuildResult.ROLLED_BACK, "reason": "RolledBack", "message": why})
-        return status.model_copy(update=updates)
+            updates["last_build"] = last.updated(result=BuildResult.ROLLED_BACK, reason="RolledBack", message=why)
+        return status.updated(**updates)
     return status

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from indexops_api.layout import is_version_id
-from faiss_operator.model import StoredVersion
+from indexops_api.spec import FaissIndexSpec
+from indexops_api.status import FaissIndexStatus
+from faiss_operator.model import Observation, StoredVersion
 
 
 def versions_to_prune(versions: Mapping[str, StoredVersion], keep: int, protected: Iterable[str | None]) -> list[str]:
@@ -26,3 +28,14 @@ def versions_to_prune(versions: Mapping[str, StoredVersion], keep: int, protecte
     complete = sorted((v for v, info in ours.items() if info.complete), reverse=True)
     kept = set(complete[:keep]) | guard
     return sorted(v for v in ours if v not in kept)
+
+
+def versions_to_delete(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) -> list[str]:
+    """Versions this pass prunes: beyond ``keepVersions``, never a protected one, nothing after a partial read."""
+    if obs.versions is None or obs.storage_error is not None:  # a partial read must not delete (or report deleting) anything
+        return []
+    last = status.last_build
+    protected = [status.current_version, status.candidate_version, status.last_good_version, status.pinned_version,
+                 spec.rollout.pinned_version, last.version if last else None]
+    protected += [j.version for j in obs.jobs if j.state == "Running"]
+    return versions_to_prune(obs.versions, spec.rollout.keep_versions, protected)

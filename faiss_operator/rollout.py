@@ -5,7 +5,8 @@ the current step from the replicas' reports (``analysis.measure``): a failed gat
 the candidate back at once (``RolledBack``, the numbers in status and the Event); a step
 passes only after its ``pause`` AND enough samples (low traffic never counts as success);
 passing the last step promotes the candidate to 100%. Without steps, ``rollout.percent``
-applies as a fixed share (``promotion.with_rollout``).
+is a one-step plan that holds (``indexops_api.rollout_plan``, ``promotion.with_rollout``).
+The shares themselves (status and pointer) are derived once, by ``rollout_plan.rollout_share``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,17 @@ from faiss_operator.promotion import promoted_candidate
 
 
 def advance_steps(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, events: list[Event]) -> FaissIndexStatus:
-    steps = spec.rollout.steps
+    steps = spec.rollout.plan.steps
     candidate, stable = status.candidate_version, status.current_version
     if candidate is None or stable is None:
-        return status.model_copy(update={"rollout_step": None, "step_started_at": None,
-                                         "rollout_percent": 100 if stable else None})
+        return status.updated(rollout_step=None, step_started_at=None)
     step = status.rollout_step
     if step is None or step >= len(steps):
-        return _enter(obs, status, 0, steps[0].percent)
+        return _enter(obs, status, 0)
     percent = steps[step].percent
     pointer = obs.pointer
     if pointer is None or pointer.candidate_version != candidate or pointer.candidate_percent != percent:
-        return status.model_copy(update={"rollout_percent": percent})  # the pointer for this step is written now
+        return status  # the pointer for this step is written now (decide derives it from the plan)
     gates = spec.rollout.analysis
     a = measure(obs.replicas or (), pointer.generation, candidate, stable, step, percent)
     failed = failures(a, gates, stable_requests(obs.replicas or (), pointer.generation, stable))
@@ -41,29 +41,29 @@ def advance_steps(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStat
         why = f"{label}: " + "; ".join(failed)
         events.append(Event("Warning", EventReason.ROLLED_BACK, f"candidate {candidate} rolled back at {why}; {stable} serves 100%"))
         rolled = roll_back(status, why)
-        return rolled.model_copy(update={"rollout_step": None, "step_started_at": None, "rollout_percent": 100,
-                                         "analysis": a.model_copy(update={"verdict": f"rolled back: {'; '.join(failed)}"})})
+        return rolled.updated(rollout_step=None, step_started_at=None,
+                              analysis=a.updated(verdict=f"rolled back: {'; '.join(failed)}"))
     started = parse_time(status.step_started_at) or obs.now
-    left = duration_seconds(steps[step].pause) - (obs.now - started).total_seconds()
+    left = duration_seconds(steps[step].pause or "0s") - (obs.now - started).total_seconds()
     lacking = missing_samples(a, gates, percent)
     if left > 0 or lacking:
         waiting = [f"{left:.0f}s of pause left"] if left > 0 else []
         verdict = f"{label}: " + ", ".join(waiting + ([f"waiting for {', '.join(lacking)}"] if lacking else []))
-        return status.model_copy(update={"rollout_percent": percent, "analysis": a.model_copy(update={"verdict": verdict})})
+        return status.updated(analysis=a.updated(verdict=verdict))
     summary = _summary(a)
     if step + 1 < len(steps):
         nxt = steps[step + 1].percent
         events.append(Event("Normal", EventReason.STEP_ADVANCED, f"candidate {candidate} passed {label} ({summary}); now {nxt}%"))
-        entered = _enter(obs, status, step + 1, nxt)
-        return entered.model_copy(update={"analysis": a.model_copy(update={"verdict": f"passed {label}"})})
+        entered = _enter(obs, status, step + 1)
+        return entered.updated(analysis=a.updated(verdict=f"passed {label}"))
     events.append(Event("Normal", EventReason.PROMOTED, f"candidate {candidate} passed all {len(steps)} steps ({summary}); now 100%"))
-    promoted = status.model_copy(update=promoted_candidate(obs, status))
-    return promoted.model_copy(update={"rollout_step": None, "step_started_at": None,
-                                       "analysis": a.model_copy(update={"verdict": f"passed all {len(steps)} steps"})})
+    promoted = status.updated(**promoted_candidate(obs, status))
+    return promoted.updated(rollout_step=None, step_started_at=None,
+                            analysis=a.updated(verdict=f"passed all {len(steps)} steps"))
 
 
-def _enter(obs: Observation, status: FaissIndexStatus, step: int, percent: int) -> FaissIndexStatus:
-    return status.model_copy(update={"rollout_step": step, "step_started_at": timestamp(obs.now), "rollout_percent": percent})
+def _enter(obs: Observation, status: FaissIndexStatus, step: int) -> FaissIndexStatus:
+    return status.updated(rollout_step=step, step_started_at=timestamp(obs.now))
 
 
 def _summary(a) -> str:

@@ -169,9 +169,8 @@ def with_conditions(obs: Observation, spec: FaissIndexSpec, status: FaissIndexSt
     for ctype, (value, reason, message) in verdicts.items():
         conds = set_condition(conds, ctype, value, reason, message, now, gen)
     events = _transition_events(before, verdicts)
-    updated = status.model_copy(update={"conditions": conds, "observed_generation": gen,
-                                        "serving_replicas": replica_versions(obs, status)})
-    return updated.model_copy(update={"phase": phase_of(updated)}), events
+    updated = status.updated(conditions=conds, observed_generation=gen, serving_replicas=replica_versions(obs, status))
+    return updated.updated(phase=phase_of(updated)), events
 
 
 def _transition_events(before: dict, verdicts: dict[ConditionType, Verdict]) -> list[Event]:
@@ -195,8 +194,8 @@ def invalid_spec_plan(obs: Observation) -> Plan:
         events.append(Event("Warning", EventReason(reason.value), message))
     conds = set_condition(list(status.conditions), ConditionType.DEGRADED, True, reason, message, obs.now, obs.generation)
     conds = set_condition(conds, ConditionType.READY, *_ready_while_refused(status), obs.now, obs.generation)
-    updated = status.model_copy(update={"conditions": conds, "observed_generation": obs.generation})
-    return Plan(status=updated.model_copy(update={"phase": phase_of(updated)}), events=events)
+    updated = status.updated(conditions=conds, observed_generation=obs.generation)
+    return Plan(status=updated.updated(phase=phase_of(updated)), events=events)
 
 
 def _ready_while_refused(status: FaissIndexStatus) -> Verdict:

@@ -1,6 +1,6 @@
 """Drift check: probe the source's cheap fingerprint and pair it with the recorded one.
 
-``sync_due`` is pure; ``probe_sync`` does the I/O (the DSN Secret, the database or the
+When a check runs is decided in ``drift`` (pure); ``probe_sync`` does the I/O (the DSN Secret, the database or the
 bucket listing) and never raises for a source problem: it returns the error for status.
 """
 
@@ -8,22 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from indexops_api.spec import FaissIndexSpec
-from indexops_api.spec_ops import duration_seconds
 from indexops_api.status import FaissIndexStatus
 from faiss_operator.artifacts import Artifacts, source_client
 from faiss_operator.config import OperatorConfig
-from faiss_operator.conditions import parse_instant, parse_time
+from faiss_operator.conditions import parse_instant
 from faiss_operator.kube import clients
 from faiss_operator.model import SyncObservation
-
-
-def sync_due(spec: FaissIndexSpec, status: FaissIndexStatus, now: datetime) -> bool:
-    """A drift check runs every ``sync.interval`` once a version serves."""
-    if spec.sync is None or status.current_version is None:
-        return False
-    last = parse_time(status.last_sync_time)
-    return last is None or (now - last).total_seconds() >= duration_seconds(spec.sync.interval)
 
 
 def _secret_value(namespace: str, name: str, key: str) -> str:

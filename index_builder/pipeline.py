@@ -156,9 +156,8 @@ def run(request: BuildRequest, env: Mapping[str, str], workdir: Path | None = No
                 ),
                 faiss_version=faiss.__version__,
                 builder_version=__version__,
-            ).model_copy(update={"factory": plan.factory, "checks": results, "auto": plan.auto, "tuning": tuned,
-                                 "memory_estimate_bytes": plan.estimate.total, "memory": accounted,
-                                 "warnings": warnings})
+            ).updated(factory=plan.factory, checks=results, auto=plan.auto, tuning=tuned,
+                      memory_estimate_bytes=plan.estimate.total, memory=accounted, warnings=warnings)
             written = publish.commit(store, prefix, manifest)
     log.info("build finished", extra={"manifest": manifest_uri, "seconds": timer.total(), "written": written})
     return Outcome(manifest, not written, manifest_uri)

@@ -209,4 +209,4 @@ def _manifest(ctx: Context, plan: dict[str, Any], results: list[dict[str, Any]],
         "ids_file": publish.IDS_FILE if merged else shard_ids_file(0),
         "factory": plan["factory"], "checks": checks_run, "sharding": sharding,
     }
-    return manifest.model_copy(update=files)
+    return manifest.updated(**files)

@@ -85,10 +85,10 @@ class ShardLoader(VersionLoader):
         files = {f.name: f for f in manifest.files}
         size = files[entry.index_file].size + files[entry.ids_file].size
         if admit is not None:
-            admit(manifest.model_copy(update={"size_bytes": size}))  # the memory check is for this shard only
+            admit(manifest.updated(size_bytes=size))  # the memory check is for this shard only
         directory = self.directory(version)
         directory.mkdir(parents=True, exist_ok=True)
-        mine = manifest.model_copy(update={"files": [files[entry.index_file], files[entry.ids_file]]})
+        mine = manifest.updated(files=[files[entry.index_file], files[entry.ids_file]])
         self._fetch_all(version, mine, directory, low_priority)  # this shard's two files, verified
         index, mode = self._read_index(version, directory / entry.index_file)
         ids = self._read_ids(version, directory / entry.ids_file)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from indexops_api.base import ApiModel
+from indexops_api.rollout_plan import RolloutPlan, plan_of
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
@@ -100,6 +101,11 @@ class Rollout(ApiModel):
             description="Serve exactly this existing version (declarative rollback); unset to resume normal promotion.",
         ),
     ] = None
+
+    @property
+    def plan(self) -> RolloutPlan:
+        """``percent`` or ``steps`` as one plan of steps (``indexops_api.rollout_plan``); derived, never stored."""
+        return plan_of(self.percent, self.steps, self.analysis.shadow_percent)
 
 
 class ConcurrencyPolicy(str, Enum):
