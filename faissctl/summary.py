@@ -61,7 +61,9 @@ def summarize(obj: dict[str, Any], events: list[dict[str, Any]] | None = None, l
             "candidate": status.get("candidateVersion"),
             "pinned": status.get("pinnedVersion"),
             "pinRequested": _get(spec, "rollout", "pinnedVersion"),
-            "lastGood": status.get("lastGoodVersion"),
+            # what passed the gates and serves (a pinned version while a pin serves); older operators: lastGoodVersion
+            "lastGood": status.get("promotedVersion") or status.get("lastGoodVersion"),
+            "unpinRestores": status.get("lastGoodVersion") if status.get("pinnedVersion") else None,
             "rolloutStep": status.get("rolloutStep"),
             "rolloutSteps": len(_get(spec, "rollout", "steps") or []),
             "stepStartedAt": status.get("stepStartedAt"),

@@ -19,7 +19,7 @@ REJECTED_RESULTS = ("Failed", "ValidationFailed", "RolledBack")
 @dataclass(frozen=True)
 class VersionRow:
     version: str
-    marks: list[str] = field(default_factory=list)  # serving, candidate, last-good, pinned
+    marks: list[str] = field(default_factory=list)  # serving, candidate, last-good, pinned, on-unpin
     complete: bool = True  # has a manifest; a version without one does not exist for serving
     stored: bool = True  # False: named by status but absent from storage
     created: str | None = None
@@ -44,8 +44,10 @@ def roles(index: dict[str, Any]) -> dict[str, list[str]]:
     status = index.get("status") or {}
     pin = ((index.get("spec") or {}).get("rollout") or {}).get("pinnedVersion")
     found: dict[str, list[str]] = {}
+    promoted = status.get("promotedVersion") or status.get("lastGoodVersion")
+    on_unpin = status.get("lastGoodVersion") if status.get("pinnedVersion") else None
     for mark, version in (("serving", status.get("currentVersion")), ("candidate", status.get("candidateVersion")),
-                          ("last-good", status.get("lastGoodVersion")), ("pinned", pin)):
+                          ("last-good", promoted), ("pinned", pin), ("on-unpin", on_unpin if on_unpin != promoted else None)):
         if version:
             found.setdefault(version, []).append(mark)
     return found

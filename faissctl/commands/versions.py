@@ -137,7 +137,7 @@ def pin(app: App, name: str, version: str | None, previous: bool, s3_endpoint: s
 @output_option
 @click.pass_obj
 def unpin(app: App, name: str, kopts: KubeOptions, fmt: str) -> None:
-    """Remove the pin of NAME: the last good version serves again and held builds roll out normally."""
+    """Remove the pin of NAME: the newest version promoted by rollout serves again and held builds roll out normally."""
     kube = app.kube(kopts)
     ns = kopts.namespace or kube.namespace
     index = kube.get_index(ns, name)
