@@ -88,7 +88,7 @@ def adopt(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus, key:
     if stable is not None:
         assert pointer is not None
         updates.update(serving_fields(obs, stable))
-        updates.update(last_good_version=stable.version, serving_since=pointer.updated_at, drift=None)
+        updates.update(last_good_version=stable.version, promoted_version=stable.version, serving_since=pointer.updated_at, drift=None)
         if spec.rollout.pinned_version == stable.version:
             updates["pinned_version"] = stable.version
         said.append(f"version {stable.version} serves (pointer generation {pointer.generation})")

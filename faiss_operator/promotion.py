@@ -64,7 +64,7 @@ def promote(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) ->
     m = obs.manifest
     plan = spec.rollout.plan
     if plan.at_once or status.current_version is None or current_missing(obs, status):
-        fields = {**base, **serving_fields(obs, m), "last_good_version": m.version}
+        fields = {**base, **serving_fields(obs, m), "last_good_version": m.version, "promoted_version": m.version}
         message = f"version {m.version} now serves 100% (recall {m.measurements.recall_at_k:.4f})"
         return status.updated(**fields), [Event("Normal", EventReason.PROMOTED, message)]
     fields = {**base, "candidate_version": m.version, "drift": None}  # drift checks now compare the candidate's source
@@ -83,7 +83,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         restore = obs.pinned_manifest
         fields: dict = {"pinned_version": None}
         if restore is not None and restore.version == status.last_good_version:
-            fields.update(serving_fields(obs, restore))
+            fields.update(serving_fields(obs, restore), promoted_version=restore.version)
         message = f"unpinned from {status.pinned_version}; normal promotion resumes with {status.last_good_version}"
         return status.updated(**fields), [Event("Normal", EventReason.UNPINNED, message)]
     if status.current_version == pin and status.pinned_version == pin and status.candidate_version is None:
@@ -92,7 +92,7 @@ def apply_pin(obs: Observation, spec: FaissIndexSpec, status: FaissIndexStatus) 
         return status, []  # what serves stays; the Degraded condition says why
     m = obs.pinned_manifest
     assert m is not None
-    fields = {**serving_fields(obs, m), "pinned_version": pin, "drift": status.drift}
+    fields = {**serving_fields(obs, m), "pinned_version": pin, "promoted_version": pin, "drift": status.drift}
     return status.updated(**fields), [Event("Normal", EventReason.PINNED, f"pinned to version {pin}: it serves 100%")]
 
 
@@ -117,7 +117,7 @@ def promoted_candidate(obs: Observation, status: FaissIndexStatus) -> dict:
     m = obs.manifest
     fields = serving_fields(obs, m) if m is not None and m.version == candidate else {
         "current_version": candidate, "candidate_version": None, "serving_since": timestamp(obs.now)}
-    return {**fields, "last_good_version": candidate}
+    return {**fields, "last_good_version": candidate, "promoted_version": candidate}
 
 
 def with_rollout(obs: Observation, status: FaissIndexStatus, spec: FaissIndexSpec, events: list[Event]) -> FaissIndexStatus:

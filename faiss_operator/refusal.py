@@ -56,7 +56,7 @@ def handle_refusals(obs: Observation, status: FaissIndexStatus, events: list[Eve
         events.append(Event("Warning", EventReason.ROLLED_BACK, f"version {current} rolled back: {why}; {actual} keeps serving"))
         last = status.last_build
         updates: dict = {
-            "current_version": actual, "last_good_version": actual, "candidate_version": None,
+            "current_version": actual, "last_good_version": actual, "promoted_version": actual, "candidate_version": None,
             "rolled_back_version": current, "rollback_reason": why, "pinned_version": None,
             "recall": None, "p99_latency_ms": None, "vectors": None, "size_bytes": None,  # unknown for the version kept
         }

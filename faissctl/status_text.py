@@ -37,7 +37,15 @@ def _serving(report: dict[str, Any], now: datetime) -> list[str]:
         "  " + _field("Candidate", candidate, 14),
         "  " + _field("Pinned", pinned, 14),
         "  " + _field("Last good", s["lastGood"], 14),
-    ] + _replicas(s) + _canary(s, now)
+    ] + _unpin(s) + _replicas(s) + _canary(s, now)
+
+
+def _unpin(s: dict[str, Any]) -> list[str]:
+    """While a pin serves: what ``unpin`` returns to (the newest version promoted by rollout)."""
+    restores = s.get("unpinRestores")
+    if not s["pinned"] or not restores or restores == s["pinned"]:
+        return []
+    return ["  " + _field("On unpin", f"{restores} (newest version promoted by rollout)", 14)]
 
 
 def _replicas(s: dict[str, Any]) -> list[str]:

@@ -1,9 +1,12 @@
 """What ``faissctl status`` reports about one FaissIndex, as plain data. Pure.
 
-Built from the object and its Events as the API server returns them (camelCase dicts),
-deliberately without the strict pydantic models: a status written by a newer operator
-(a new field, a new reason) must still be shown, not rejected. The same dict is printed
-as JSON/YAML and rendered for people by ``status_text``.
+Built from the object and its Events as the API server returns them. ``spec`` and
+``status`` are read with the shared models (``indexops_api.spec`` / ``.status``), so their
+defaults and meanings are the operator's, stated once; but a status written by a newer
+operator (a new field, a new reason) or an invalid spec must still be shown, not rejected:
+a top-level field the models cannot read is left at its default (``read_status``,
+``spec_field``), and conditions are shown as the API server holds them. The same dict is
+printed as JSON/YAML and rendered for people by ``status_text``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from faissctl.output import parse_time
+from pydantic import TypeAdapter, ValidationError
 
-DEFAULT_MAX_FAILURES = 3  # spec.build.maxConsecutiveFailures' default (indexops_api.spec_ops.Build)
+from faissctl.output import parse_time
+from indexops_api.spec import FaissIndexSpec
+from indexops_api.status import FaissIndexStatus
+
 EVENT_LIMIT = 10
 
 
@@ -29,69 +35,98 @@ def condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), {})
 
 
+def read_status(raw: Any) -> FaissIndexStatus:
+    """``status`` as the shared model; top-level fields it cannot read (a newer operator's) are left unset."""
+    data = raw if isinstance(raw, dict) else {}
+    try:
+        return FaissIndexStatus.model_validate(data)
+    except ValidationError as exc:
+        unreadable = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        return FaissIndexStatus.model_validate({k: v for k, v in data.items() if k not in unreadable})
+
+
+def spec_field(raw: Any, name: str) -> Any:
+    """One top-level ``spec`` field as the shared model reads it: its default when absent or invalid (None if required)."""
+    info = FaissIndexSpec.model_fields[name]
+    key = info.alias or name
+    if isinstance(raw, dict) and raw.get(key) is not None:
+        try:
+            return TypeAdapter(info.annotation).validate_python(raw[key])
+        except ValidationError:
+            pass
+    return None if info.is_required() else info.get_default(call_default_factory=True)
+
+
+def _wire(model: Any) -> Any:
+    return model.to_wire() if model is not None else None
+
+
 def summarize(obj: dict[str, Any], events: list[dict[str, Any]] | None = None, limit: int = EVENT_LIMIT) -> dict[str, Any]:
     """The status report of one FaissIndex (``events=None``: not fetched, e.g. in lists)."""
-    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
-    limit_failures = _get(spec, "build", "maxConsecutiveFailures") or DEFAULT_MAX_FAILURES
-    failures = int(status.get("consecutiveFailures") or 0)
-    stalled = condition(status, "Stalled").get("status") == "True"
-    last = status.get("lastBuild")
+    spec, raw_status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    st = read_status(raw_status)
+    build, validation, rollout, sync = (spec_field(spec, f) for f in ("build", "validation", "rollout", "sync"))
+    spec_type = spec_field(spec, "index_type").value
+    stalled = condition(raw_status, "Stalled").get("status") == "True"
+    last = st.last_build
     report: dict[str, Any] = {
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
         "created": meta.get("creationTimestamp"),
         "generation": meta.get("generation"),
-        "observedGeneration": status.get("observedGeneration"),
-        "phase": status.get("phase") or "Pending",
-        "ready": condition(status, "Ready").get("status") or "Unknown",
+        "observedGeneration": st.observed_generation,
+        "phase": st.phase or "Pending",
+        "ready": condition(raw_status, "Ready").get("status") or "Unknown",
         "horizon": spec.get("horizon"),
-        "indexType": status.get("indexType") or spec.get("indexType", "HNSW"),
-        "specIndexType": spec.get("indexType", "HNSW"),
+        "indexType": st.index_type or spec_type,
+        "specIndexType": spec_type,
         "serving": {
-            "version": status.get("currentVersion"),
-            "since": status.get("servingSince"),
-            "recall": status.get("recall"),
-            "recallQueries": status.get("recallQueries"),
-            "replicas": status.get("servingReplicas") or [],
-            "k": _get(spec, "validation", "k") or 10,
-            "p99LatencyMs": status.get("p99LatencyMs"),
-            "vectors": status.get("vectors"),
-            "sizeBytes": status.get("sizeBytes"),
-            "rolloutPercent": status.get("rolloutPercent"),
-            "candidate": status.get("candidateVersion"),
-            "pinned": status.get("pinnedVersion"),
-            "pinRequested": _get(spec, "rollout", "pinnedVersion"),
-            "lastGood": status.get("lastGoodVersion"),
-            "rolloutStep": status.get("rolloutStep"),
-            "rolloutSteps": len(_get(spec, "rollout", "steps") or []),
-            "stepStartedAt": status.get("stepStartedAt"),
-            "analysis": status.get("analysis"),
-            "rolledBack": status.get("rolledBackVersion"),
-            "rollbackReason": status.get("rollbackReason"),
+            "version": st.current_version,
+            "since": st.serving_since,
+            "recall": st.recall,
+            "recallQueries": st.recall_queries,
+            "replicas": [r.to_wire() for r in st.serving_replicas],
+            "k": validation.k,
+            "p99LatencyMs": st.p99_latency_ms,
+            "vectors": st.vectors,
+            "sizeBytes": st.size_bytes,
+            "rolloutPercent": st.rollout_percent,
+            "candidate": st.candidate_version,
+            "pinned": st.pinned_version,
+            "pinRequested": rollout.pinned_version,
+            # what passed the gates and serves (a pinned version while a pin serves); older operators: lastGoodVersion
+            "lastGood": st.promoted_version or st.last_good_version,
+            "unpinRestores": st.last_good_version if st.pinned_version else None,
+            "rolloutStep": st.rollout_step,
+            "rolloutSteps": len(rollout.steps or []),
+            "stepStartedAt": st.step_started_at,
+            "analysis": _wire(st.analysis),
+            "rolledBack": st.rolled_back_version,
+            "rollbackReason": st.rollback_reason,
         },
-        "lastBuild": last,
-        "building": bool(last and last.get("result") == "Running"),
+        "lastBuild": _wire(last),
+        "building": bool(last and last.result.value == "Running"),
         "failures": {
-            "consecutive": failures,
-            "limit": limit_failures,
+            "consecutive": st.consecutive_failures,
+            "limit": build.max_consecutive_failures,
             "stalled": stalled,
-            "nextRetryTime": status.get("nextRetryTime"),
+            "nextRetryTime": st.next_retry_time,
         },
         "schedule": {
-            "cron": spec.get("schedule"),
-            "timeZone": spec.get("timeZone"),
-            "suspended": bool(spec.get("suspend")),
-            "nextScheduledBuild": status.get("nextScheduledBuild"),
-            "lastScheduleTime": status.get("lastScheduleTime"),
+            "cron": spec_field(spec, "schedule"),
+            "timeZone": spec_field(spec, "time_zone"),
+            "suspended": bool(spec_field(spec, "suspend")),
+            "nextScheduledBuild": st.next_scheduled_build,
+            "lastScheduleTime": st.last_schedule_time,
         },
         "drift": {
-            "detail": status.get("drift"),
-            "lastSyncTime": status.get("lastSyncTime"),
-            "interval": _get(spec, "sync", "interval"),
-            "policy": _get(spec, "sync", "policy"),
+            "detail": st.drift,
+            "lastSyncTime": st.last_sync_time,
+            "interval": sync.interval if sync is not None else None,
+            "policy": sync.policy.value if sync is not None else None,
         },
-        "storedVersions": status.get("storedVersions"),
-        "conditions": list(status.get("conditions") or []),
+        "storedVersions": st.stored_versions,
+        "conditions": list(raw_status.get("conditions") or []),  # as stored: a newer operator's reasons still show
     }
     if events is not None:
         report["events"] = recent_events(events, limit)

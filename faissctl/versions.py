@@ -12,14 +12,13 @@ from typing import Any
 
 from faissctl.gates import gate_problems
 from indexops_api.manifest import Manifest
-
-REJECTED_RESULTS = ("Failed", "ValidationFailed", "RolledBack")
-
+from indexops_api.previous import excluded, previous_version
+from indexops_api.status import FaissIndexStatus
 
 @dataclass(frozen=True)
 class VersionRow:
     version: str
-    marks: list[str] = field(default_factory=list)  # serving, candidate, last-good, pinned
+    marks: list[str] = field(default_factory=list)  # serving, candidate, last-good, pinned, on-unpin
     complete: bool = True  # has a manifest; a version without one does not exist for serving
     stored: bool = True  # False: named by status but absent from storage
     created: str | None = None
@@ -44,8 +43,10 @@ def roles(index: dict[str, Any]) -> dict[str, list[str]]:
     status = index.get("status") or {}
     pin = ((index.get("spec") or {}).get("rollout") or {}).get("pinnedVersion")
     found: dict[str, list[str]] = {}
+    promoted = status.get("promotedVersion") or status.get("lastGoodVersion")
+    on_unpin = status.get("lastGoodVersion") if status.get("pinnedVersion") else None
     for mark, version in (("serving", status.get("currentVersion")), ("candidate", status.get("candidateVersion")),
-                          ("last-good", status.get("lastGoodVersion")), ("pinned", pin)):
+                          ("last-good", promoted), ("pinned", pin), ("on-unpin", on_unpin if on_unpin != promoted else None)):
         if version:
             found.setdefault(version, []).append(mark)
     return found
@@ -76,32 +77,26 @@ def rows(index: dict[str, Any], listings: dict[str, Any], manifests: dict[str, M
     return out
 
 
-def rejected_versions(index: dict[str, Any]) -> set[str]:
-    """Versions whose builds the operator recorded as failed or rejected by the gates."""
-    status = index.get("status") or {}
-    builds = list(status.get("history") or []) + ([status["lastBuild"]] if status.get("lastBuild") else [])
-    return {b["version"] for b in builds if b.get("result") in REJECTED_RESULTS and b.get("version")}
-
-
 def previous_good(index: dict[str, Any], manifests: dict[str, Manifest | str]) -> tuple[str | None, list[str]]:
-    """The newest stored version older than the serving one that would pass the gates.
+    """The previous version (``indexops_api.previous``) among the stored ones that pass the gates.
 
-    Returns (version or None, why each newer older-than-current version was skipped).
+    Returns (version or None, why each stored version between it and the serving one was skipped).
+    Raises ``ValidationError`` when the index's status cannot be read.
     """
-    spec, status = index.get("spec") or {}, index.get("status") or {}
-    current = status.get("currentVersion")
+    status = FaissIndexStatus.model_validate(index.get("status") or {})
+    pinned = ((index.get("spec") or {}).get("rollout") or {}).get("pinnedVersion")
+    current = status.current_version
     if not current:
         return None, ["nothing serves yet, so there is no previous version"]
-    rejected = rejected_versions(index)
-    skipped: list[str] = []
-    for version in sorted((v for v in manifests if v < current), reverse=True):
+    why: dict[str, str] = {}
+    for version in (v for v in manifests if v < current):
         m = manifests[version]
-        if not isinstance(m, Manifest):
-            skipped.append(f"{version}: manifest unreadable ({m})")
-        elif version in rejected:
-            skipped.append(f"{version}: rejected by the operator")
-        elif problems := gate_problems(m, spec, for_pin=True):
-            skipped.append(f"{version}: {'; '.join(problems)}")
-        else:
-            return version, skipped
-    return None, skipped
+        if (rule := excluded(status, pinned, version)) is not None:
+            why[version] = rule
+        elif not isinstance(m, Manifest):
+            why[version] = f"manifest unreadable ({m})"
+        elif problems := gate_problems(m, index.get("spec") or {}, for_pin=True):
+            why[version] = "; ".join(problems)
+    chosen = previous_version(status, pinned, pool=(v for v in manifests if v < current and v not in why))
+    skipped = [f"{v}: {why[v]}" for v in sorted(why, reverse=True) if chosen is None or v > chosen]
+    return chosen, skipped

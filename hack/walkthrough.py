@@ -173,6 +173,8 @@ def rollback(t: Transcript, first: str, second: str) -> None:
     get, describe, ctl = t.read(NAME)
     expect("HNSW" in get.splitlines()[1], "after the pin kubectl get shows the type that serves (HNSW), not the spec's (IVF)")
     expect("HNSW serving (spec.indexType: IVF)" in ctl, "faissctl status shows the serving type and the spec's")
+    expect(f"Last good:    {first}" in ctl and f"On unpin:     {second}" in ctl,
+           "faissctl status names the pinned version as last good and says unpinning returns to the IVF one")
     expect(second in t.faissctl("versions", NAME), "the IVF version stays in storage")
     t.faissctl("unpin", NAME)
 

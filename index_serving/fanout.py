@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiohttp import web
+from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from index_serving.analysis import AnalysisWindow
@@ -48,6 +49,9 @@ from index_serving.shards import SHARD_SEARCH_PATH
 from indexops_api.constants import MANIFEST_FILE
 from indexops_api.manifest import Manifest
 from indexops_api.pointer import ServingPointer
+from indexops_api.replica import (
+    MAX_FAILURES, FanoutStatus, LoadedVersionReport, LoadFailure, RolloutWindow, ShardEndpoint, ShardStatus,
+)
 from indexops_api.shards import merge_topk
 from indexops_api.spec import Metric
 from indexops_store.s3 import ArtifactStore, StorageError
@@ -82,19 +86,17 @@ class FanSnapshot:
     window: AnalysisWindow | None = field(default=None, compare=False)
 
 
-def usable(version: str, statuses: list[dict[str, Any] | None]) -> bool:
+def usable(version: str, statuses: list[ShardStatus | None]) -> bool:
     """Pure: every shard answered its status and lists ``version`` as loaded."""
-    return bool(statuses) and all(s is not None and version in (s.get("loaded") or []) for s in statuses)
+    return bool(statuses) and all(s is not None and version in s.loaded for s in statuses)
 
 
-def refusals(statuses: list[dict[str, Any] | None]) -> dict[str, tuple[str, str]]:
+def refusals(statuses: list[ShardStatus | None]) -> dict[str, tuple[str, str]]:
     """Pure: version -> (reason, message) for every version some shard refuses."""
     found: dict[str, tuple[str, str]] = {}
     for shard, status in enumerate(statuses):
-        for failure in (status or {}).get("failures") or []:
-            if isinstance(failure, dict) and failure.get("version"):
-                found.setdefault(str(failure["version"]), (str(failure.get("reason", "load")),
-                                                           f"shard {shard}: {failure.get('message', '')}"))
+        for failure in status.failures if status is not None else []:
+            found.setdefault(failure.version, (failure.reason, f"shard {shard}: {failure.message}"))
     return found
 
 
@@ -133,7 +135,7 @@ class FanOut:
         self._wall_clock = wall_clock
         self._snapshot = FanSnapshot()
         self._manifests: dict[str, Manifest | str] = {}
-        self._statuses: list[dict[str, Any] | None] = []
+        self._statuses: list[ShardStatus | None] = []
         self._status_errors: list[str | None] = []
         self._failures: dict[str, tuple[str, str]] = {}
         self._applied_generation: int | None = None
@@ -203,13 +205,16 @@ class FanOut:
                                                 "generation": pointer.generation})
         return changed
 
-    async def _get_status(self, url: str) -> tuple[dict[str, Any] | None, str | None]:
+    async def _get_status(self, url: str) -> tuple[ShardStatus | None, str | None]:
         assert self._session is not None
         try:
             async with self._session.get(f"{url}/v1/status", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
                 if resp.status != 200:
                     return None, f"status {resp.status}"
-                return await resp.json(), None
+                return ShardStatus.model_validate(await resp.json()), None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return None, f"not a shard status report: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             return None, f"{type(exc).__name__}: {exc}"
 
@@ -301,25 +306,27 @@ class FanOut:
                 pass
 
     def status(self) -> dict[str, Any]:
+        """The ``/v1/status`` document: the replica report the operator parses, plus each shard's state."""
         snap = self._snapshot
         versions = []
         if snap.stable:
-            versions.append({"version": snap.stable.version, "role": "stable"})
+            versions.append(LoadedVersionReport(version=snap.stable.version, role="stable"))
         if snap.candidate:
-            versions.append({"version": snap.candidate.version, "role": "candidate"})
-        return {
-            "mode": "fanout", "ready": snap.stable is not None,
-            "pointer": snap.pointer.to_wire() if snap.pointer else None,
-            "pointerGeneration": snap.pointer.generation if snap.pointer else None,
-            "appliedGeneration": self._applied_generation, "pointerError": self._pointer_error,
-            "candidatePercent": snap.candidate_percent, "versions": versions,
-            "failures": [{"version": v, "reason": r, "message": m, "attempts": 1, "retryInSeconds": self.poll_seconds}
-                         for v, (r, m) in self._failures.items()],
-            "rollout": snap.window.to_wire() if snap.window is not None else None,
-            "shards": [{"url": url, "loaded": (s or {}).get("loaded"), "error": e}
-                       for url, s, e in zip(self.shard_urls, self._statuses or [None] * len(self.shard_urls),
-                                            self._status_errors or [None] * len(self.shard_urls))],
-        }
+            versions.append(LoadedVersionReport(version=snap.candidate.version, role="candidate"))
+        statuses = self._statuses or [None] * len(self.shard_urls)
+        errors = self._status_errors or [None] * len(self.shard_urls)
+        return FanoutStatus(
+            ready=snap.stable is not None,
+            pointer=snap.pointer.to_wire() if snap.pointer else None,
+            pointer_generation=snap.pointer.generation if snap.pointer else None,
+            applied_generation=self._applied_generation, pointer_error=self._pointer_error,
+            candidate_percent=snap.candidate_percent, versions=versions,
+            failures=[LoadFailure(version=v, reason=r, message=m, attempts=1, retry_in_seconds=self.poll_seconds)
+                      for v, (r, m) in list(self._failures.items())[-MAX_FAILURES:]],
+            rollout=RolloutWindow.model_validate(snap.window.to_wire()) if snap.window is not None else None,
+            shards=[ShardEndpoint(url=url, loaded=s.loaded if s is not None else None, error=e)
+                    for url, s, e in zip(self.shard_urls, statuses, errors)],
+        ).to_json_dict()
 
 
 def _fanout_problem(manifest: Manifest, shards: int) -> str | None:

@@ -35,6 +35,7 @@ from index_serving.request import MAX_K, MAX_VECTORS, as_queries, check_queries,
 from index_serving.runtime import IndexRuntime
 from indexops_api.manifest import Manifest
 from indexops_api.pointer import ServingPointer
+from indexops_api.replica import ShardStatus
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,11 @@ class ShardRuntime(IndexRuntime):
         return ids, distances
 
     def status(self) -> dict[str, Any]:
-        body = super().status()
-        body.update(shard=self.shard, shards=self.shards, loaded=sorted(self.loaded()),
-                    previousVersion=self._previous.version if self._previous else None)
-        return body
+        """The replica report plus this shard's place and the versions it can answer for (``ShardStatus``)."""
+        return ShardStatus.model_validate({
+            **super().status(), "shard": self.shard, "shards": self.shards, "loaded": sorted(self.loaded()),
+            "previousVersion": self._previous.version if self._previous else None,
+        }).to_json_dict()
 
     def add_routes(self, app: web.Application, executor: Any) -> None:
         """Called by ``server.make_app``: the fan-out's search endpoint."""

@@ -168,7 +168,11 @@ class FaissIndexStatus(ApiModel):
     conditions: Annotated[list[Condition], Field(description="Ready, Progressing, Degraded, Stalled (reasons from a fixed set).")] = []
     current_version: Annotated[str | None, Field(description="The version serving (100% without a candidate).")] = None
     candidate_version: Annotated[str | None, Field(description="The validated version in a canary / rollout step.")] = None
-    last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout.")] = None
+    last_good_version: Annotated[str | None, Field(description="The newest version promoted through normal rollout; unpinning returns to it.")] = None
+    promoted_version: Annotated[
+        str | None,
+        Field(description="The version that last passed the gates and became current: by rollout, or by a pin (the pinned version while a pin serves). What faissctl shows as last good."),
+    ] = None
     rollout_percent: Annotated[int | None, Field(description="Share of queries the candidate receives (100 without a candidate).")] = None
     index_type: Annotated[str | None, Field(description="Index type of the serving version (differs from spec.indexType after a pin across a migration, or while a new type rolls out).")] = None
     recall: Annotated[float | None, Field(description="recall@k the builder measured for the serving version, against exact search on held-out queries that were never added to the index.")] = None

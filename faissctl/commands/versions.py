@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from faissctl.app import App, Store, emit, kube_options, note, output_option, storage_location
 from faissctl.errors import CtlError, usage
@@ -118,7 +119,11 @@ def pin(app: App, name: str, version: str | None, previous: bool, s3_endpoint: s
     index = kube.get_index(ns, name)
     if previous:
         _, _, manifests = read_versions(app, index, s3_endpoint)
-        version, skipped = previous_good(index, manifests)
+        try:
+            version, skipped = previous_good(index, manifests)
+        except ValidationError as exc:
+            raise CtlError(f"cannot read the status of {name} (written by another operator version?): "
+                           f"{exc.errors()[0]['msg']}; pin one explicitly with `faissctl pin {name} VERSION`") from exc
         for why in skipped:
             note(f"skipped {why}")
         if version is None:
@@ -137,7 +142,7 @@ def pin(app: App, name: str, version: str | None, previous: bool, s3_endpoint: s
 @output_option
 @click.pass_obj
 def unpin(app: App, name: str, kopts: KubeOptions, fmt: str) -> None:
-    """Remove the pin of NAME: the last good version serves again and held builds roll out normally."""
+    """Remove the pin of NAME: the newest version promoted by rollout serves again and held builds roll out normally."""
     kube = app.kube(kopts)
     ns = kopts.namespace or kube.namespace
     index = kube.get_index(ns, name)

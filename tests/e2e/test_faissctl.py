@@ -121,11 +121,17 @@ def test_rebuild_wait_pin_and_unpin(cluster: Cluster, namespace: str, first_vers
                      and status(cluster, namespace).get("currentVersion") == first_version, 90)
     human = faissctl(cluster, "status", NAME, "-n", namespace).stdout
     assert f"Pinned:       {first_version}" in human
+    # "last good" describes what serves; what unpinning returns to is said separately
+    assert status(cluster, namespace)["promotedVersion"] == first_version
+    assert f"Last good:    {first_version}\n" in human and f"On unpin:     {second} (newest version promoted by rollout)" in human
+    marks = {v["version"]: v["marks"] for v in as_json(cluster, "versions", NAME, "-n", namespace)["versions"]}
+    assert marks == {first_version: ["serving", "last-good", "pinned"], second: ["on-unpin"]}
 
     faissctl(cluster, "unpin", NAME, "-n", namespace)
     cluster.wait_for("the last good version to serve again",
                      lambda: status(cluster, namespace).get("currentVersion") == second
                      and not status(cluster, namespace).get("pinnedVersion"), 90)
+    assert status(cluster, namespace)["promotedVersion"] == second
 
 
 def test_bench_reports_latency_of_the_served_version(cluster: Cluster, namespace: str, first_version: str) -> None:

@@ -78,6 +78,7 @@ def test_an_adopted_version_carries_its_measurements_and_serving_time_into_statu
     plan = adoption_pass(S, stored(V_OLD), {V_OLD: m(V_OLD, recall=0.955, vectors=1234)}, pointer(V_OLD, 7))
     st = plan.status
     assert (st.current_version, st.last_good_version, st.recall, st.vectors, st.serving_since) == (V_OLD, V_OLD, 0.955, 1234, "t")
+    assert st.promoted_version == V_OLD
     assert st.last_build.version == V_OLD and st.last_build.result == BuildResult.SUCCEEDED and st.last_build.build_key == build_key(S)
     assert plan.ensure_serving and plan.create_job is None
     assert [e.reason.value for e in plan.events].count("Adopted") == 1

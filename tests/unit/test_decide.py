@@ -59,7 +59,7 @@ def test_a_successful_build_that_passes_the_gate_is_promoted_and_the_pointer_wri
     plan = decide(observation(s, status, job=j, manifest=manifest(j.version, j.build_key)))
     assert reasons(plan) == [EventReason.BUILD_SUCCEEDED, EventReason.PROMOTED]
     assert plan.status.current_version == j.version
-    assert plan.status.last_good_version == j.version
+    assert plan.status.last_good_version == j.version == plan.status.promoted_version
     assert plan.status.recall == 0.97 and plan.status.vectors == 1000
     assert plan.write_pointer is not None
     assert plan.write_pointer.stable_version == j.version and plan.write_pointer.generation == 1

@@ -243,6 +243,7 @@ def test_a_pinned_version_serves_exactly_and_is_reported_once(candidate):
     assert reasons(plan) == [ER.PINNED]
     assert (plan.status.current_version, plan.status.pinned_version, plan.status.candidate_version) == (pin, pin, None)
     assert plan.status.last_good_version == good and plan.status.recall == 0.95
+    assert plan.status.promoted_version == pin  # "last good" describes what serves; unpinning returns to last_good_version
     assert (plan.write_pointer.stable_version, plan.write_pointer.candidate_version, plan.write_pointer.generation) == (pin, None, 2)
     assert cond(plan, ConditionType.READY).reason == Reason.PINNED
     again = decide(next_pass(obs, plan, pointer=plan.write_pointer, pinned_manifest=None, now=NOW + MINUTE))
@@ -326,5 +327,6 @@ def test_unpinning_resumes_normal_promotion(held):
     assert reasons(plan) == ([ER.UNPINNED, ER.PROMOTED] if held else [ER.UNPINNED])
     assert was_pinned.rollout.pinned_version in plan.events[0].message
     assert (plan.status.current_version, plan.status.pinned_version, plan.status.last_good_version) == (expected, None, expected)
+    assert plan.status.promoted_version == expected
     assert plan.write_pointer.stable_version == expected
     assert cond(plan, ConditionType.READY).reason == Reason.SERVING

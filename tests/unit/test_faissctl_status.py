@@ -169,3 +169,14 @@ def test_status_shows_the_builders_warnings_of_the_last_build() -> None:
     st["lastBuild"] = {**st["lastBuild"], "warnings": ["nlist 4096 needs at least 159744 training rows; the source has 20000"]}
     out = invoke(make_app(FakeKube().add(index(status=st))), "status", "weather").stdout
     assert "  Warning:      nlist 4096 needs at least 159744 training rows; the source has 20000\n" in out
+
+
+def test_status_names_the_pinned_version_as_last_good_and_says_what_unpinning_returns_to() -> None:
+    pinned = index(status=serving_status(currentVersion=V3, pinnedVersion=V3, promotedVersion=V3, lastGoodVersion=V4),
+                   rollout={"pinnedVersion": V3})
+    out = invoke(make_app(FakeKube().add(pinned)), "status", "weather").stdout
+    assert f"  Last good:    {V3}\n" in out
+    assert f"  On unpin:     {V4} (newest version promoted by rollout)\n" in out
+    unpinned = invoke(make_app(FakeKube().add(index(status=serving_status(promotedVersion=V3, lastGoodVersion=V3)))),
+                      "status", "weather").stdout
+    assert f"  Last good:    {V3}\n" in unpinned and "On unpin" not in unpinned

@@ -99,7 +99,7 @@ def test_passing_the_last_step_promotes_the_candidate_with_its_measurements(step
     plan = decide(at(11, s, st, ptr, replicas, manifest=manifest(v2, st.last_build.build_key, recall=0.99, vectors=1200)))
     assert reasons(plan) == [EventReason.PROMOTED] and "passed all 2 steps" in plan.events[0].message
     assert plan.status.current_version == v2 and plan.status.candidate_version is None
-    assert plan.status.recall == 0.99 and plan.status.vectors == 1200 and plan.status.last_good_version == v2
+    assert plan.status.recall == 0.99 and plan.status.vectors == 1200 and plan.status.last_good_version == v2 == plan.status.promoted_version
     assert plan.write_pointer.stable_version == v2 and plan.write_pointer.candidate_version is None
     assert plan.write_pointer.shadow_percent == 0
 

@@ -4,7 +4,8 @@
 --   promote/abort only while a candidate version is rolling out (status.candidateVersion)
 --   pin-previous  when a version older than the serving one can serve (see pin-previous/action.lua)
 --   unpin         only while spec.rollout.pinnedVersion is set
--- The pin-previous choice is repeated in pin-previous/action.lua: keep the two identical.
+-- pin_target is the rule of indexops_api/previous.py, repeated in pin-previous/action.lua:
+-- keep the three identical (tests/unit/test_previous_version.py checks them on shared fixtures).
 
 local function is_version(v)
   return type(v) == "string" and v ~= ""
@@ -12,21 +13,37 @@ end
 
 local function pin_target(o)
   local st = o.status
-  if st == nil then
+  if st == nil or not is_version(st.currentVersion) then
     return nil
   end
   local current, candidate = st.currentVersion, st.candidateVersion
   local pinned = ((o.spec or {}).rollout or {}).pinnedVersion
-  local function eligible(v)
-    return is_version(v) and v ~= current and v ~= candidate and v ~= pinned and (not is_version(current) or v < current)
+  local builds = {}
+  for _, build in ipairs(st.history or {}) do
+    builds[#builds + 1] = build
   end
-  if eligible(st.lastGoodVersion) then
-    return st.lastGoodVersion
+  if st.lastBuild ~= nil then
+    builds[#builds + 1] = st.lastBuild
+  end
+  local rejected, good = {}, {}
+  for _, v in ipairs({ st.lastGoodVersion, st.promotedVersion }) do
+    if is_version(v) then
+      good[#good + 1] = v
+    end
+  end
+  for _, build in ipairs(builds) do
+    if is_version(build.version) then
+      if build.result == "Failed" or build.result == "ValidationFailed" or build.result == "RolledBack" then
+        rejected[build.version] = true
+      elseif build.result == "Succeeded" then
+        good[#good + 1] = build.version
+      end
+    end
   end
   local best = nil
-  for _, build in ipairs(st.history or {}) do
-    if build.result == "Succeeded" and eligible(build.version) and (best == nil or build.version > best) then
-      best = build.version
+  for _, v in ipairs(good) do
+    if v < current and v ~= candidate and v ~= pinned and not rejected[v] and (best == nil or v > best) then
+      best = v
     end
   end
   return best
