@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 from localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 FOUR_HORIZONS = CHART / "ci" / "four-horizons-values.yaml"

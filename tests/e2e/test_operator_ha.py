@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
 LEASE = 8  # leaderElection.leaseDurationSeconds for this module
 LEASE_NAME = f"{RELEASE}-leader"
