@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 E2E_WORKERS ?= 3
 TEST_WORKERS ?= 2
 E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
-E2E_SERIAL := $(PY) -m pytest tests/e2e -m "e2e and e2e_serial" -q $(PYTEST_ARGS)
+E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q $(PYTEST_ARGS)
 
 ##@ Setup
 .PHONY: install

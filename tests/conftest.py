@@ -1,7 +1,9 @@
-"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback."""
+"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback; the e2e release lock."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import tempfile
@@ -10,7 +12,29 @@ from pathlib import Path
 
 import pytest
 
-PG_SCRIPT = Path(__file__).resolve().parents[1] / "hack" / "postgres" / "pg.sh"
+ROOT = Path(__file__).resolve().parents[1]
+PG_SCRIPT = ROOT / "hack" / "postgres" / "pg.sh"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An e2e module shares the stack's one operator release; an ``e2e_serial`` module has it alone.
+
+    e2e modules run side by side on pytest-xdist workers (``-n N --dist loadfile``), each in its
+    own namespaces, all on the chart's default release. A module marked ``e2e_serial`` changes
+    that release (helm values, replicas, killed pods) or watches the whole operator, so it takes
+    the lock exclusively and waits for every other e2e module to finish. `make test` runs those in
+    a second pass without ``-n``; the lock keeps a plain ``pytest -n N tests/e2e`` safe too.
+    """
+    if request.node.get_closest_marker("e2e") is None:
+        yield
+        return
+    exclusive = request.node.get_closest_marker("e2e_serial") is not None
+    state = Path(os.environ.get("FAISS_STACK_DIR", str(ROOT / ".stack")))
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "e2e-release.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session")

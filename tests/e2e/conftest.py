@@ -7,7 +7,6 @@ the stack is already healthy), and never tears it down: `make test` /
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -26,24 +25,6 @@ def _read_env_file(path: Path) -> dict[str, str]:
     from stackconf import read_env_file  # noqa: PLC0415 — hack/stack is not a package
 
     return read_env_file(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def release_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A module shares the one operator release; an ``e2e_serial`` module has it alone.
-
-    Modules run side by side on pytest-xdist workers (``-n N --dist loadfile``), each in its
-    own namespaces, all on the chart's default release. A module marked ``e2e_serial`` changes
-    that release (helm values, replicas, killed pods), so it takes the lock exclusively and waits
-    for every other module to finish. `make test` runs those in a second pass without ``-n``,
-    so no worker idles here; the lock is what keeps a plain ``pytest -n N tests/e2e`` safe.
-    """
-    exclusive = request.node.get_closest_marker("e2e_serial") is not None
-    state = Path(os.environ.get("FAISS_STACK_DIR", str(REPO_ROOT / ".stack")))
-    state.mkdir(parents=True, exist_ok=True)
-    with open(state / "e2e-release.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -22,4 +22,3 @@ _spec.loader.exec_module(_fixtures)
 stack_env = _fixtures.stack_env
 kubeconfig = _fixtures.kubeconfig
 api_client = _fixtures.api_client
-release_share = _fixtures.release_share  # autouse: shares the operator release with the other e2e modules
