@@ -9,6 +9,13 @@ STACK_DIR ?= $(CURDIR)/.stack
 export FAISS_STACK_DIR := $(STACK_DIR)
 STACK := $(PY) -m hack.stack.stack
 PYTEST_ARGS ?=
+# Parallel test workers (pytest-xdist). The e2e suite mostly waits on the stack (builds, resyncs),
+# so 3 workers overlap that waiting on 2 cores; modules marked e2e_serial (they change the
+# shared operator release) run afterwards alone. E2E_WORKERS=0 / TEST_WORKERS=0: all serial.
+E2E_WORKERS ?= 3
+TEST_WORKERS ?= 2
+E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
+E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q $(PYTEST_ARGS)
 
 ##@ Setup
 .PHONY: install
@@ -103,14 +110,14 @@ test-security: install ## Tenant attacks without the stack (tests/security; the 
 	$(PY) -m pytest tests/security -m "not e2e" -q $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm)
-	$(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS)
+test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm; E2E_WORKERS parallel, then e2e_serial alone)
+	$(E2E_PARALLEL) && $(E2E_SERIAL)
 
 .PHONY: test
 test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
-	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 	$(STACK) up
-	set -o pipefail; $(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+	set -o pipefail; $(E2E_PARALLEL) && $(E2E_SERIAL) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
 
 .PHONY: chaos
 chaos: install tools ## Every chaos scenario (tests/chaos: faults injected into the local stack; ~25 min), stack started and stopped

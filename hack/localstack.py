@@ -8,6 +8,7 @@ stack has no kube-proxy, so a Service is reached through its EndpointSlices' pod
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -138,21 +139,28 @@ class Cluster:
         chart's default single-endpoint grant); ``extra`` may add ``storage.allowed``.
         """
         self.ensure_credentials_secret(OPERATOR_NAMESPACE)
-        self.helm(
-            "upgrade", "--install", RELEASE, str(CHART),
-            "--namespace", OPERATOR_NAMESPACE,
-            "--set", f"storage.credentialsSecret={CREDENTIALS_SECRET}",
-            "--set", f"storage.endpoint={self.s3_endpoint}",
-            "--set", "resyncSeconds=10",
-            "--wait", "--timeout", "180s",
-            *extra,
-        )
+        # One helm operation on the release at a time: parallel e2e workers (pytest-xdist) each
+        # install the same default release, and helm refuses a second concurrent upgrade.
+        with open(stack_dir() / "helm-release.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.helm(
+                "upgrade", "--install", RELEASE, str(CHART),
+                "--namespace", OPERATOR_NAMESPACE,
+                "--set", f"storage.credentialsSecret={CREDENTIALS_SECRET}",
+                "--set", f"storage.endpoint={self.s3_endpoint}",
+                "--set", "resyncSeconds=10",
+                "--wait", "--timeout", "180s",
+                *extra,
+            )
 
     def ensure_bucket(self, bucket: str) -> None:
         client = self.s3()
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         if bucket not in existing:
-            client.create_bucket(Bucket=bucket)
+            try:
+                client.create_bucket(Bucket=bucket)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass  # another e2e worker created it between the listing and here
 
     def upload_embeddings(self, key: str, vectors: np.ndarray, ids: np.ndarray | None = None, ids_key: str | None = None) -> None:
         self.ensure_bucket(EMBEDDINGS_BUCKET)

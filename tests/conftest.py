@@ -4,10 +4,14 @@ Also the rule that plain ``pytest`` (no paths, no ``-m``) never starts the local
 collects the ``testpaths`` (unit, integration, security) and deselects the tests marked
 ``e2e``. A run asks for the stack by naming those tests: ``-m e2e`` (as ``make test-e2e``
 and ``make test`` do), or a path such as ``tests/e2e/test_chart.py`` or ``tests/chaos``.
+
+The e2e modules share the stack's one operator release (``release_share``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-PG_SCRIPT = Path(__file__).resolve().parents[1] / "hack" / "postgres" / "pg.sh"
+ROOT = Path(__file__).resolve().parents[1]
+PG_SCRIPT = ROOT / "hack" / "postgres" / "pg.sh"
 _DESELECTED = pytest.StashKey[int]()
 STACK_HINT = "need the local stack; ask with `-m e2e`, a path under tests/e2e or tests/chaos, or `make test-e2e`"
 
@@ -44,6 +49,27 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if config.stash.get(_DESELECTED, 0):
         terminalreporter.write_line(f"{config.stash[_DESELECTED]} tests marked e2e deselected: they {STACK_HINT}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An e2e module shares the stack's one operator release; an ``e2e_serial`` module has it alone.
+
+    e2e modules run side by side on pytest-xdist workers (``-n N --dist loadfile``), each in its
+    own namespaces, all on the chart's default release. A module marked ``e2e_serial`` changes
+    that release (helm values, replicas, killed pods) or watches the whole operator, so it takes
+    the lock exclusively and waits for every other e2e module to finish. `make test` runs those in
+    a second pass without ``-n``; the lock keeps a plain ``pytest -n N tests/e2e`` safe too.
+    """
+    if request.node.get_closest_marker("e2e") is None:
+        yield
+        return
+    exclusive = request.node.get_closest_marker("e2e_serial") is not None
+    state = Path(os.environ.get("FAISS_STACK_DIR", str(ROOT / ".stack")))
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "e2e-release.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session")

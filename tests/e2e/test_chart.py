@@ -15,7 +15,7 @@ import yaml
 
 from hack.localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 FOUR_HORIZONS = CHART / "ci" / "four-horizons-values.yaml"

@@ -38,7 +38,7 @@ from helpers import (
 )
 from hack.localstack import Cluster, sample_embeddings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
 DIM = 16
 MISSING_KEY = f"lifecycle-failures/{uuid.uuid4().hex[:8]}/{{horizon}}/vectors.npy"  # uploaded by the test, late

@@ -23,7 +23,7 @@ import yaml
 
 from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
 LEASE = 8  # leaderElection.leaseDurationSeconds for this module
 LEASE_NAME = f"{RELEASE}-leader"

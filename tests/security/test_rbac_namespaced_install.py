@@ -15,7 +15,7 @@ import uuid
 import pytest
 from security_stack import OPERATOR_ACCOUNT, Cluster, helpers, localstack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 DIM = 16
 
 

@@ -19,7 +19,7 @@ import pytest
 from hostile_s3 import HostileS3
 from security_stack import Cluster, helpers, localstack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 DIM = 16
 HOSTILE = {"drip": "no complete answer within 3.0s", "huge": "byte cap", "endless": "past 20 pages"}
 

@@ -33,7 +33,7 @@ from faiss_operator.observe import parse_spec
 from tests.e2e.helpers import index_status, lifecycle_namespace
 from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
 
-pytestmark = [pytest.mark.e2e, pytest.mark.security]
+pytestmark = [pytest.mark.e2e, pytest.mark.security, pytest.mark.e2e_serial]  # counts tracebacks in the whole operator log: runs alone
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 REAL = 6  # accepted specs created for real and reconciled
