@@ -85,7 +85,7 @@ def worker_raw(job: dict) -> dict:
 
     base = np.load(job["base"], mmap_mode="r")
     metric = faiss.METRIC_L2 if job["metric"] == "L2" else faiss.METRIC_INNER_PRODUCT
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     index = faiss.index_factory(base.shape[1], job["factory"], metric)
     if "efConstruction" in job.get("build_parameters", {}):
         _set_ef_construction(faiss, index, job["build_parameters"]["efConstruction"])
@@ -93,11 +93,11 @@ def worker_raw(job: dict) -> dict:
     index.train(base)
     trained = time.perf_counter() - t0
     index.add(base)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     space = faiss.ParameterSpace()
     for name, value in job.get("search_parameters", {}).items():
         space.set_index_parameter(index, name, value)
-    out = {"train_seconds": trained, "seconds": seconds, "factory": job["factory"]}
+    out = {"train_seconds": trained, "seconds": seconds, "cpu_seconds": cpu, "factory": job["factory"]}
     return out | score(index, np.load(job["queries"]), np.load(job["truth"]))
 
 
@@ -157,15 +157,23 @@ def run_measured(argv: list[str], env: dict | None = None) -> tuple[int, float, 
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stderr=stderr, text=True)
         peak = 0
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own rusage, unlike RUSAGE_CHILDREN
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
             peak = max(peak, _vm_hwm(proc.pid))
             time.sleep(0.1)
         seconds = time.perf_counter() - t0
+        LAST_CPU_SECONDS[0] = usage.ru_utime + usage.ru_stime
         stderr.seek(0)
         err = stderr.read()
     if err.strip():
         sys.stderr.write(err[-4000:])
     return proc.returncode, seconds, peak, err[-2000:]
+
+
+LAST_CPU_SECONDS = [0.0]  # user+system CPU of the last run_measured child (robust to other load on the machine)
 
 
 def _vm_hwm(pid: int) -> int:
@@ -186,7 +194,8 @@ def run_worker(kind: str, job: dict, work: Path, python: str = sys.executable) -
     code, wall, rss, err = run_measured([python, __file__, "--worker", kind, str(job_path)], env)
     if code != 0:
         return {"error": f"{kind} worker exited {code}: {err.strip().splitlines()[-1] if err.strip() else ''}"}
-    return json.loads(out_path.read_text()) | {"process_seconds": wall, "peak_rss_bytes": rss}
+    return json.loads(out_path.read_text()) | {"process_seconds": wall, "peak_rss_bytes": rss,
+                                               "process_cpu_seconds": LAST_CPU_SECONDS[0]}
 
 
 # --------------------------------------------------------------------------- builder
@@ -235,7 +244,7 @@ def run_builder(type_name: str, n: int, dim: int, data: Path, endpoint: str, wor
     ids_local = work / f"{name}.ids.npy"
     store.download_file(f"{prefix}/{manifest.ids_file}", ids_local)
     wire = manifest.to_wire() if hasattr(manifest, "to_wire") else manifest.model_dump(by_alias=True, mode="json")
-    return {"seconds": wall, "peak_rss_bytes": rss, "manifest": wire, "index_path": str(local), "ids_path": str(ids_local)}
+    return {"seconds": wall, "cpu_seconds": LAST_CPU_SECONDS[0], "peak_rss_bytes": rss, "manifest": wire, "index_path": str(local), "ids_path": str(ids_local)}
 
 
 def version_id_now(key: str) -> str:

@@ -75,8 +75,9 @@ def summary_table(result: dict) -> list[str]:
     lines = [
         "| type | factory, search | recall@10 on unseen queries | builder's claim | its 95% lower bound | p99 ms | "
         "bytes/vector (builder's accounting) | x HNSW32 | total bytes (codes / graph / refine / ids / other) | "
-        "total x HNSW32 | RSS gained at load / vector | builder s / raw s | builder train+add s / raw | raw process s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "total x HNSW32 | RSS gained at load / vector | builder s / raw s | builder train+add s / raw | raw process s | "
+        "CPU s: builder process / raw build |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["types"]:
         raw, b = row["raw"], row["builder"]
@@ -96,7 +97,9 @@ def summary_table(result: dict) -> list[str]:
             f"{_f(rss / n if rss is not None else None, ',.0f')} | "
             f"{b['seconds']:.1f} / {_f(raw.get('seconds'), '.1f')} = {_f(ratio, '.2f')} | "
             f"{core:.1f} = {_f(core / raw['seconds'] if raw.get('seconds') else None, '.2f')} | "
-            f"{_f(raw.get('process_seconds'), '.1f')} |"
+            f"{_f(raw.get('process_seconds'), '.1f')} | "
+            f"{_f(b.get('cpu_seconds'), '.1f')} / {_f(raw.get('cpu_seconds'), '.1f')} = "
+            f"{_f(b['cpu_seconds'] / raw['cpu_seconds'] if b.get('cpu_seconds') and raw.get('cpu_seconds') else None, '.2f')} |"
         )
     return lines
 
@@ -118,6 +121,8 @@ def markdown(result: dict) -> str:
         "  minus before, per vector (what serving holds). Time: builder end to end (process wall time: imports, load,",
         "  checks, train, add, ground truth, tuning, measuring, upload) / raw `index_factory -> train -> add` (build only);",
         "  then the builder's own train+add stages / the same raw figure; raw process s: the raw worker's whole process.",
+        "  CPU s: user+system CPU seconds of the builder's whole process (wait4 rusage) / of the raw build (process_time",
+        "  around index_factory -> train -> add): less sensitive than wall time to other load on the shared machine.",
         "",
         *table(result),
         "",
