@@ -144,7 +144,7 @@ bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at 
 .PHONY: bench-minilm
 bench-minilm: install ## Builder bench on all-MiniLM-L6-v2 sentence embeddings (own torch venv, ~3 GB, made on first use)
 	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
-	$(PY) bench/builder_bench.py --dataset minilm --n 11000 --queries 1000 --no-autofaiss
+	$(PY) bench/builder_bench.py --dataset minilm --n 50000 --queries 1000 --no-autofaiss $(BENCH_ARGS)
 
 .PHONY: clean
 clean: stack-down ## Remove the venv, stack state and logs (the Go tool cache stays)

@@ -58,27 +58,33 @@ def table(result: dict) -> list[str]:
     return lines
 
 
-def _hnsw_bytes(result: dict) -> float | None:
+def _hnsw_memory(result: dict) -> dict:
     for row in result["types"]:
         if row["type"] == "HNSW":
-            return (row["builder"]["manifest"].get("memory") or {}).get("bytesPerVector")
-    return None
+            return row["builder"]["manifest"].get("memory") or {}
+    return {}
+
+
+def _hnsw_bytes(result: dict) -> float | None:
+    return _hnsw_memory(result).get("bytesPerVector")
 
 
 def summary_table(result: dict) -> list[str]:
     """The issue-14 view: unseen recall vs the builder's claim and bound, memory per vector, time vs raw."""
-    hnsw = _hnsw_bytes(result)
+    hnsw, hnsw_total = _hnsw_bytes(result), _hnsw_memory(result).get("total")
     lines = [
         "| type | factory, search | recall@10 on unseen queries | builder's claim | its 95% lower bound | p99 ms | "
-        "bytes/vector (builder's accounting) | x HNSW32 | RSS gained at load / vector | builder s / raw s | "
-        "builder train+add s / raw | raw process s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "bytes/vector (builder's accounting) | x HNSW32 | total bytes (codes / graph / refine / ids / other) | "
+        "total x HNSW32 | RSS gained at load / vector | builder s / raw s | builder train+add s / raw | raw process s | "
+        "CPU s: builder process / raw build |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["types"]:
         raw, b = row["raw"], row["builder"]
         m, held = b["manifest"], b["held_out"]
         own, mem = m["measurements"], m.get("memory") or {}
-        bpv = mem.get("bytesPerVector")
+        bpv, total = mem.get("bytesPerVector"), mem.get("total")
+        split = " / ".join(_f(mem.get(part), ",") for part in ("codes", "graph", "refine", "ids", "other"))
         rss = held.get("rss_delta_bytes")
         n = m.get("vectors") or 1
         ratio = b["seconds"] / raw["seconds"] if raw.get("seconds") else None
@@ -86,10 +92,14 @@ def summary_table(result: dict) -> list[str]:
         lines.append(
             f"| {row['type']} | `{row['factory']}` {_params(m['searchParameters'])} | {held['recall_at_10']:.3f} | "
             f"{own['recallAtK']:.3f} | {_f(own.get('recallLowerBound'), '.3f')} | {held['p99_ms']:.3f} | {_f(bpv, ',.0f')} | "
-            f"{_f(bpv / hnsw if bpv and hnsw else None, '.2f')} | {_f(rss / n if rss is not None else None, ',.0f')} | "
+            f"{_f(bpv / hnsw if bpv and hnsw else None, '.2f')} | {_f(total, ',')} ({split}) | "
+            f"{_f(total / hnsw_total if total and hnsw_total else None, '.2f')} | "
+            f"{_f(rss / n if rss is not None else None, ',.0f')} | "
             f"{b['seconds']:.1f} / {_f(raw.get('seconds'), '.1f')} = {_f(ratio, '.2f')} | "
             f"{core:.1f} = {_f(core / raw['seconds'] if raw.get('seconds') else None, '.2f')} | "
-            f"{_f(raw.get('process_seconds'), '.1f')} |"
+            f"{_f(raw.get('process_seconds'), '.1f')} | "
+            f"{_f(b.get('cpu_seconds'), '.1f')} / {_f(raw.get('cpu_seconds'), '.1f')} = "
+            f"{_f(b['cpu_seconds'] / raw['cpu_seconds'] if b.get('cpu_seconds') and raw.get('cpu_seconds') else None, '.2f')} |"
         )
     return lines
 
@@ -102,6 +112,8 @@ def markdown(result: dict) -> str:
     out = [
         f"# Builder benchmark: {result['n']:,} x {result['dim']} {kind}, {mach['cores']} cores, faiss {mach['faiss']}",
         "",
+        *(["**Partial results: the run was still going (or was stopped) after the rows below.**", ""]
+          if result.get("partial") else []),
         *summary_table(result),
         "",
         "- bytes/vector: the manifest's `memory` (FAISS's own arrays: codes, graph, re-rank codes, ids incl. ids.npy,",
@@ -109,6 +121,8 @@ def markdown(result: dict) -> str:
         "  minus before, per vector (what serving holds). Time: builder end to end (process wall time: imports, load,",
         "  checks, train, add, ground truth, tuning, measuring, upload) / raw `index_factory -> train -> add` (build only);",
         "  then the builder's own train+add stages / the same raw figure; raw process s: the raw worker's whole process.",
+        "  CPU s: user+system CPU seconds of the builder's whole process (wait4 rusage) / of the raw build (process_time",
+        "  around index_factory -> train -> add): less sensitive than wall time to other load on the shared machine.",
         "",
         *table(result),
         "",
@@ -133,8 +147,8 @@ def markdown(result: dict) -> str:
         out += ["", "Skipped:", *[f"- {s['type']}: {s['why']}" for s in result["skipped"]]]
     if neural:
         out += ["", "## Data", "", f"{d.get('kind')}: {d.get('n'):,} sentences sampled (seed {d.get('seed')}) from "
-                f"{d.get('sentences_available'):,} distinct sentences of {d.get('text_units'):,} docstring/comment units under "
-                f"{d.get('corpus_root')}; truncated at {d.get('max_tokens')} word pieces; torch {d.get('torch')}; "
+                f"{d.get('sentences_available'):,} distinct sentences of {d.get('text_units'):,} text units under "
+                f"{d.get('corpus_roots') or d.get('corpus_root')}; truncated at {d.get('max_tokens')} word pieces; torch {d.get('torch')}; "
                 f"encoding took {d.get('encode_seconds')} s. The last {result['queries']:,} rows are the unseen queries. "
                 f"Examples: {d.get('examples', [])[:3]}.", "",
                 f"Builder code: {_code(result.get('builder_code'))}.", "",

@@ -9,16 +9,19 @@ preflight. The ladder, first match wins:
    exact search guarantees it, and brute force over 100k rows is still ~ms per query;
 3. ``HNSW`` with the largest ``m`` of 32, 24, 16, 12, 8 that fits: the best
    recall/latency trade-off whenever full vectors plus graph fit in memory;
-4. product quantization with SQ8 re-ranking when full vectors do not fit: for each PQ
+4. ``HNSW`` over 8-bit scalar codes (``encoding: SQ8``, ``d`` bytes instead of ``4*d``) with
+   the largest ``m`` of 32, 16, 8 that fits: a quarter of the vector bytes for about 0.01
+   recall on real embeddings (bench/results/builder-minilm.md), and no re-ranking stage;
+5. product quantization with SQ8 re-ranking when full vectors do not fit: for each PQ
    code size ``nSubquantizers`` from the largest (a divisor of the dimension, <= min(d/2,
    64)) down, ``OPQ+HNSW`` (mHnsw=16) if it fits, else ``IVFPQ`` (8-byte ids, no graph) if
    it fits, each re-ranking a shortlist with ``d``-byte SQ8 codes (the rung that reaches
    recall 0.95 on real embeddings at ~a quarter of HNSW's memory);
-5. the same PQ rungs without re-ranking (``refine: None``) when even SQ8 codes do not
+6. the same PQ rungs without re-ranking (``refine: None``) when even SQ8 codes do not
    fit: smallest memory, recall typically 0.6-0.8 on real embeddings;
-6. nothing fits -> the smallest IVFPQ, and preflight reports ``InsufficientMemory``.
+7. nothing fits -> the smallest IVFPQ, and preflight reports ``InsufficientMemory``.
 
-Unlike autofaiss there is no IVF-Flat rung. autofaiss budgets the finished index only;
+Unlike autofaiss there is no IVF-Flat (or IVF-SQ8) rung. autofaiss budgets the finished index only;
 this budget is the whole build, and IVF training holds ``256 * nlist`` sampled rows: with
 the default nlist that sample makes an IVF-Flat build heavier than HNSW m=8 below
 ~50M vectors (d=128), and above autofaiss's own 1M cut-off flat lists are too slow to
@@ -38,12 +41,13 @@ from dataclasses import dataclass
 from index_builder import params
 from index_builder.params import ResolvedParameters
 from index_builder.preflight import estimate_typed, gib
-from indexops_api.spec import FaissIndexSpec, IndexParameters, IndexType, Refine
+from indexops_api.spec import Encoding, FaissIndexSpec, IndexParameters, IndexType, Refine
 
 FLAT_BELOW = 1_000
 EXACT_RECALL = 0.999
 EXACT_MAX_VECTORS = 100_000
 HNSW_MS = (32, 24, 16, 12, 8)
+HNSW_SQ8_MS = (32, 16, 8)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ def pq_subquantizers(dimension: int) -> list[int]:
 def _candidates(n: int, dimension: int) -> Iterator[tuple[IndexType, IndexParameters, str]]:
     for m in HNSW_MS:
         yield IndexType.HNSW, IndexParameters(m=m), "HNSW: full vectors and graph fit, the best recall/latency trade-off"
+    for m in HNSW_SQ8_MS:
+        yield (IndexType.HNSW, IndexParameters(m=m, encoding=Encoding.SQ8),
+               f"HNSW over SQ8: full vectors do not fit; {dimension}-byte scalar codes with a graph do")
     for refine, how in ((Refine.SQ8, f" and {dimension}-byte SQ8 codes to re-rank"),
                         (Refine.NONE, " (no room for SQ8 re-ranking codes: expect lower recall)")):
         for m in pq_subquantizers(dimension):

@@ -14,8 +14,10 @@ HNSW
     ``m=32, efConstruction=200, efSearch=64`` (the migration guide's values; good
     recall@10 on typical embeddings at sub-millisecond latency).
 IVF (IVF-Flat)
-    ``nlist = round(4 * sqrt(n))``, clamped to ``[1, n // 39]``: FAISS's k-means wants at
-    least 39 training points per centroid, so small sources get fewer, fuller lists.
+    ``nlist = round(4 * sqrt(n))``, clamped to ``[1, n // 64]``: FAISS's k-means wants at
+    least 39 training points per centroid, so small sources get fewer, fuller lists; 64 (not
+    39) leaves room for the held-out validation rows, so a default never trips the builder's
+    own "nlist too large" warning (below ~41k rows the clamp decides).
     ``nprobe = min(nlist, max(8, 2 * isqrt(nlist)))``: probing ~2*sqrt(nlist) lists keeps
     the scanned fraction large for small indexes (where it costs nothing) and small for
     large ones (nlist=1024 -> 64 lists, 6 %; nlist=65536 -> 512 lists, 0.8 %), since finer
@@ -37,6 +39,15 @@ OPQ+HNSW
     ``efSearch = 64``. Built as ``OPQ{M}_{d},HNSW{mHnsw}_PQ{M}x{bits}``: an OPQ rotation
     (kept at the full dimension, so no information is dropped before PQ), then an HNSW
     graph over PQ codes.
+
+Encoding (HNSW, IVF)
+    ``encoding`` says how the searched vectors are stored: ``Flat`` (float32, ``4*d`` bytes,
+    the default), ``SQ8`` (``d`` bytes), ``SQ4`` (``d/2``) or ``FP16`` (``2*d``): FAISS's
+    scalar quantizer, one trained range per dimension. Factory strings ``HNSW{m}_SQ8`` /
+    ``IVF{nlist},SQ8`` (``SQ4``, ``SQfp16``). Scalar codes lose far less ranking
+    information than PQ codes (8 bits per dimension instead of 8 bits per 6-12 dimensions),
+    so no re-ranking stage is needed. HNSW over SQ codes trains its ranges on at most
+    ``SQ_TRAIN_ROWS`` sampled rows; IVF-SQ trains them with k-means's sample.
 
 Re-ranking (PQ types)
     PQ distances alone cannot rank real embeddings well enough: on 384-d sentence
@@ -63,12 +74,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from indexops_api.spec import IndexParameters, IndexType, Refine
+from indexops_api.spec import Encoding, IndexParameters, IndexType, Refine
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
 IVF_MIN_POINTS_PER_CENTROID = 39
+IVF_DEFAULT_POINTS_PER_LIST = 64  # default nlist keeps this many rows per list (> 39: room for held-out rows)
 IVF_MAX_POINTS_PER_CENTROID = 256
 IVF_MIN_NPROBE = 8
 PQ_BITS = 8
@@ -82,6 +94,9 @@ K_FACTOR_DEFAULT = 8
 K_FACTOR = "k_factor_rf"  # FAISS ParameterSpace name of IndexRefine.k_factor (spec: parameters.kFactor)
 
 PQ_TYPES = (IndexType.IVFPQ, IndexType.OPQ_HNSW)
+ENCODED_TYPES = (IndexType.HNSW, IndexType.IVF)  # types with parameters.encoding
+SQ_TRAIN_ROWS = 65_536  # rows an HNSW-over-SQ index trains its per-dimension ranges on
+_SQ_FACTORY = {Encoding.SQ8: "SQ8", Encoding.SQ4: "SQ4", Encoding.FP16: "SQfp16"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,7 @@ class ResolvedParameters:
     build: dict[str, int] = field(default_factory=dict)
     search: dict[str, int] = field(default_factory=dict)
     refine: Refine = Refine.NONE  # the re-ranking stage (recorded in the factory string)
+    encoding: Encoding = Encoding.FLAT  # how HNSW / IVF store vectors (recorded in the factory string)
 
     def get(self, name: str) -> int:
         """A build or search parameter by its wire name (``KeyError`` if not applicable)."""
@@ -100,8 +116,8 @@ class ResolvedParameters:
 
 
 def default_nlist(n: int) -> int:
-    """``round(4 * sqrt(n))`` clamped to ``[1, n // 39]``."""
-    upper = max(1, n // IVF_MIN_POINTS_PER_CENTROID)
+    """``round(4 * sqrt(n))`` clamped to ``[1, n // 64]``."""
+    upper = max(1, n // IVF_DEFAULT_POINTS_PER_LIST)
     return max(1, min(round(4 * math.sqrt(max(n, 0))), upper))
 
 
@@ -152,6 +168,7 @@ def resolve(index_type: IndexType, params: IndexParameters, n: int, dimension: i
         return ResolvedParameters(
             build={"m": _or(params.m, HNSW_M), "efConstruction": _or(params.ef_construction, HNSW_EF_CONSTRUCTION)},
             search={"efSearch": _or(params.ef_search, HNSW_EF_SEARCH)},
+            encoding=encoding_of(index_type, params),
         )
     if index_type in (IndexType.IVF, IndexType.IVFPQ):
         nlist = _or(params.nlist, default_nlist(n))
@@ -162,7 +179,8 @@ def resolve(index_type: IndexType, params: IndexParameters, n: int, dimension: i
             build |= _subquantizers(params.n_subquantizers, dimension, default_ivfpq_subquantizers)
             build["mPq"] = _or(params.m_pq, PQ_BITS)
             search |= _k_factor(params)
-        return ResolvedParameters(build=build, search=search, refine=refine_of(index_type, params))
+        return ResolvedParameters(build=build, search=search, refine=refine_of(index_type, params),
+                                  encoding=encoding_of(index_type, params))
     if index_type is IndexType.OPQ_HNSW:
         return ResolvedParameters(
             build={
@@ -182,6 +200,19 @@ def refine_of(index_type: IndexType | None, params: IndexParameters) -> Refine:
     if index_type not in PQ_TYPES:
         return Refine.NONE
     return params.refine if params.refine is not None else REFINE_DEFAULT
+
+
+def encoding_of(index_type: IndexType | None, params: IndexParameters) -> Encoding:
+    """How the index stores vectors: the user's for HNSW / IVF (default Flat); Flat for the others."""
+    if index_type not in ENCODED_TYPES or params.encoding is None:
+        return Encoding.FLAT
+    return params.encoding
+
+
+def encoding_bytes_per_vector(encoding: Encoding, dimension: int) -> int:
+    """Bytes one stored vector takes: float32, 8-bit, 4-bit or float16 per dimension."""
+    return {Encoding.FLAT: 4 * dimension, Encoding.SQ8: dimension, Encoding.SQ4: (dimension + 1) // 2,
+            Encoding.FP16: 2 * dimension}[encoding]
 
 
 def _k_factor(params: IndexParameters) -> dict[str, int]:
@@ -217,10 +248,11 @@ def _base_factory(index_type: IndexType, resolved: ResolvedParameters, dimension
     b = resolved.build
     if index_type is IndexType.FLAT:
         return "Flat"
+    sq = _SQ_FACTORY.get(resolved.encoding)
     if index_type is IndexType.HNSW:
-        return f"HNSW{b['m']},Flat"
+        return f"HNSW{b['m']}_{sq}" if sq else f"HNSW{b['m']},Flat"
     if index_type is IndexType.IVF:
-        return f"IVF{b['nlist']},Flat"
+        return f"IVF{b['nlist']},{sq or 'Flat'}"
     if index_type is IndexType.IVFPQ:
         return f"IVF{b['nlist']},PQ{b['nSubquantizers']}x{b['mPq']}"
     if index_type is IndexType.OPQ_HNSW:
@@ -248,4 +280,6 @@ def training_rows(index_type: IndexType, resolved: ResolvedParameters, n: int) -
         return train_sample_size(n, resolved.build["nlist"], resolved.build["mPq"])
     if index_type is IndexType.OPQ_HNSW:
         return train_sample_size(n, 0, max(resolved.build["mPq"], OPQ_TRAIN_BITS))
+    if index_type is IndexType.HNSW and resolved.encoding in (Encoding.SQ8, Encoding.SQ4):
+        return min(n, SQ_TRAIN_ROWS)
     return 0

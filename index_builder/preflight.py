@@ -29,7 +29,7 @@ from index_builder import params
 from index_builder.errors import BuildFailure
 from index_builder.params import ResolvedParameters
 from indexops_api.manifest import AutoChoice
-from indexops_api.spec import FaissIndexSpec, IndexType
+from indexops_api.spec import Encoding, FaissIndexSpec, IndexType
 
 BASELINE_BYTES = 256 * 2**20
 BATCH_BYTES = 64 * 2**20  # mirrors build.BATCH_BYTES (this module may not import faiss code)
@@ -74,16 +74,18 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB"
 
 
-def index_bytes(index_type: IndexType, build: dict[str, int], n: int, dimension: int) -> int:
-    """Bytes the finished index holds in memory."""
+def index_bytes(index_type: IndexType, build: dict[str, int], n: int, dimension: int,
+                encoding: Encoding = Encoding.FLAT) -> int:
+    """Bytes the finished index holds in memory (``encoding``: how HNSW / IVF store vectors)."""
     d = dimension
+    stored = params.encoding_bytes_per_vector(encoding, d)
     if index_type is IndexType.FLAT:
         return n * d * 4
     if index_type is IndexType.HNSW:
         links = 2 * build["m"] * 4 * HNSW_UPPER_LEVELS
-        return int(n * (d * 4 + links + 12))  # + offsets (8) and level (4) per node
+        return int(n * (stored + links + 12))  # + offsets (8) and level (4) per node
     if index_type is IndexType.IVF:
-        return n * (d * 4 + 8) + build["nlist"] * d * 4
+        return n * (stored + 8) + build["nlist"] * d * 4
     m, bits = build["nSubquantizers"], build["mPq"]
     code = math.ceil(m * bits / 8)
     codebook = (1 << bits) * d * 4
@@ -140,7 +142,7 @@ def estimate_typed(
     index_type: IndexType, resolved: ResolvedParameters, *, n: int, dimension: int, queries: int, k: int
 ) -> Estimate:
     return estimate(
-        index=index_bytes(index_type, resolved.build, n, dimension)
+        index=index_bytes(index_type, resolved.build, n, dimension, resolved.encoding)
         + n * params.refine_bytes_per_vector(resolved.refine, dimension),
         training_rows=params.training_rows(index_type, resolved, n),
         n=n, dimension=dimension, queries=queries, k=k,

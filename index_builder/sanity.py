@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from index_builder import params
 from index_builder.params import ResolvedParameters
-from indexops_api.spec import IndexParameters, IndexType, Refine
+from indexops_api.spec import Encoding, IndexParameters, IndexType, Refine
 
 MIN_POINTS = params.IVF_MIN_POINTS_PER_CENTROID
 MAX_WARNINGS = 20
@@ -49,6 +49,9 @@ def check(index_type: IndexType | None, resolved: ResolvedParameters, user: Inde
     if index_type is not None and index_type not in params.PQ_TYPES and user.refine not in (None, Refine.NONE):
         out.append(f"parameters.refine={user.refine.value} has no effect on indexType {index_type.value}: "
                    "it stores full vectors already")
+    if index_type is not None and index_type not in params.ENCODED_TYPES and user.encoding not in (None, Encoding.FLAT):
+        out.append(f"parameters.encoding={user.encoding.value} has no effect on indexType {index_type.value}: "
+                   "only HNSW and IVF store scalar-quantised vectors")
     return out
 
 

@@ -79,6 +79,15 @@ class Refine(str, Enum):
     FLAT = "Flat"
 
 
+class Encoding(str, Enum):
+    """How HNSW and IVF store the vectors they search: float32, 8-/4-bit scalar codes, or float16."""
+
+    FLAT = "Flat"
+    SQ8 = "SQ8"
+    SQ4 = "SQ4"
+    FP16 = "FP16"
+
+
 class IndexParameters(ApiModel):
     """Build- and search-time parameters; unset fields take the per-type defaults."""
 
@@ -103,6 +112,12 @@ class IndexParameters(ApiModel):
         Refine | None,
         Field(default=None, description="IVFPQ, OPQ+HNSW: re-rank a shortlist of k*kFactor candidates with SQ8 codes "
               "(default, +d bytes/vector) or exact vectors (Flat, +4d bytes/vector); None keeps PQ distances only."),
+    ] = None
+    encoding: Annotated[
+        Encoding | None,
+        Field(default=None, description="HNSW, IVF: how the index stores vectors: Flat (float32, 4d bytes/vector, "
+              "default), SQ8 (d bytes), SQ4 (d/2 bytes) or FP16 (2d bytes); scalar codes trade a little recall "
+              "for memory (FAISS IndexHNSWSQ / IndexIVFScalarQuantizer)."),
     ] = None
     k_factor: Annotated[
         int | None,

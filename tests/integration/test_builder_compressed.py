@@ -77,6 +77,30 @@ def test_each_compressed_type_passes_the_default_gate_and_its_claim_matches_nump
     assert (memory.graph > 0) == (index_type == "OPQ+HNSW")
 
 
+@pytest.mark.parametrize(("index_type", "factory_start"), [("HNSW", "HNSW32_SQ8"), ("IVF", "IVF25,SQ8")])
+def test_sq8_encoded_hnsw_and_ivf_pass_the_default_gate_and_their_claim_matches_numpy_on_unseen_rows(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, index_type: str, factory_start: str,
+    embeddings: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    source, unseen, truth = embeddings
+    manifest, published, ids, request = _build(s3, s3_endpoint, buckets, tmp_path, source, indexType=index_type,
+                                               parameters={"encoding": "SQ8"})
+
+    assert manifest.factory == factory_start
+    assert gate_failures(manifest, FaissIndexSpec.model_validate(request["spec"]), manifest.version) == []
+    assert manifest.warnings == []  # the default nlist (1600 // 64 = 25) leaves 56 training rows per list
+    claim = manifest.measurements.recall_at_k
+    assert claim >= 0.9
+    independent = overlap(search_ids(published, unseen, K, ids, manifest.search_parameters, "Cosine"), truth, K)
+    assert abs(claim - independent) <= 0.02, (claim, independent)
+    # Where the bytes go: one byte per dimension of SQ8 codes, the graph (HNSW) or list ids (IVF), ids.npy.
+    memory = manifest.memory
+    assert memory is not None and memory.codes == SOURCE * source.shape[1] and memory.refine == 0
+    assert (memory.graph > 0) == (index_type == "HNSW")
+    assert memory.ids == 8 * SOURCE * (2 if index_type == "IVF" else 1)
+    assert memory.total == manifest.measurements.memory_bytes
+
+
 def test_tuning_sweeps_the_re_rank_depth_and_picks_a_setting_whose_lower_bound_reaches_the_target(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path,
     embeddings: tuple[np.ndarray, np.ndarray, np.ndarray],

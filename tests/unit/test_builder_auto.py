@@ -6,7 +6,7 @@ import pytest
 
 from index_builder.auto import choose, pq_subquantizers
 from index_builder.preflight import parse_quantity
-from indexops_api.spec import IndexType, Refine
+from indexops_api.spec import Encoding, IndexType, Refine
 
 
 def _choose(n: int, dimension: int, budget: str | None, target: float = 0.9):
@@ -49,17 +49,25 @@ def test_ivfpq_at_a_scale_where_no_graph_fits_but_pq_codes_and_ids_do() -> None:
     assert decision.factory == f"IVF40000,PQ{decision.resolved.build['nSubquantizers']}x8"
 
 
-def test_product_quantization_when_full_vectors_do_not_fit_with_the_largest_code_that_fits() -> None:
-    roomy = _choose(10_000_000, 128, "2.5Gi")
+def test_hnsw_over_sq8_codes_when_full_vectors_do_not_fit_but_scalar_codes_and_a_graph_do() -> None:
+    # 10M x 128: HNSW8 over float32 needs ~5.9 GiB; over SQ8 codes m=32 ~4.4, m=16 ~3.1, m=8 ~2.4
+    decisions = {budget: _choose(10_000_000, 128, budget) for budget in ("5Gi", "4Gi", "2.5Gi")}
+    assert [d.factory for d in decisions.values()] == ["HNSW32_SQ8", "HNSW16_SQ8", "HNSW8_SQ8"]
+    assert all(d.resolved.encoding is Encoding.SQ8 and "HNSW over SQ8" in d.reason for d in decisions.values())
+    assert all(d.estimate_bytes <= parse_quantity(b) for b, d in decisions.items())
+
+
+def test_product_quantization_when_not_even_scalar_codes_fit_with_the_largest_code_that_fits() -> None:
+    roomy = _choose(10_000_000, 128, "2.2Gi")
     tight = _choose(10_000_000, 128, "1.9Gi")
     assert roomy.index_type in (IndexType.OPQ_HNSW, IndexType.IVFPQ) and tight.index_type in (IndexType.OPQ_HNSW, IndexType.IVFPQ)
     assert roomy.resolved.build["nSubquantizers"] > tight.resolved.build["nSubquantizers"]
     assert "full vectors do not fit" in tight.reason
-    assert roomy.estimate_bytes <= parse_quantity("2.5Gi") and tight.estimate_bytes <= parse_quantity("1.9Gi")
+    assert roomy.estimate_bytes <= parse_quantity("2.2Gi") and tight.estimate_bytes <= parse_quantity("1.9Gi")
 
 
 def test_opq_hnsw_is_preferred_over_ivfpq_when_its_graph_fits() -> None:
-    decision = _choose(10_000_000, 128, "4Gi")
+    decision = _choose(10_000_000, 128, "2.2Gi")
     assert decision.index_type is IndexType.OPQ_HNSW, decision.reason
     assert decision.factory.startswith("OPQ") and "_PQ" in decision.factory
 
@@ -75,11 +83,11 @@ def test_pq_code_sizes_are_divisors_of_the_dimension_largest_first(dimension: in
     assert pq_subquantizers(dimension) == sizes
 
 
-def test_when_full_vectors_do_not_fit_auto_prefers_pq_codes_with_sq8_re_ranking_over_bare_pq() -> None:
+def test_when_scalar_codes_and_a_graph_fit_auto_prefers_them_over_pq_with_sq8_re_ranking() -> None:
+    # PQ + SQ8 re-ranking stores the same d-byte SQ8 codes plus PQ codes and a graph or ids
     decision = _choose(1_000_000, 128, "0.75Gi")
-    assert decision.index_type in (IndexType.OPQ_HNSW, IndexType.IVFPQ), decision.reason
-    assert decision.resolved.refine is Refine.SQ8 and decision.factory.endswith(",Refine(SQ8)")
-    assert "128-byte SQ8 codes to re-rank" in decision.reason
+    assert decision.factory == "HNSW16_SQ8", decision.reason
+    assert "128-byte scalar codes with a graph" in decision.reason
 
 
 def test_bare_pq_is_the_rung_below_when_even_sq8_codes_do_not_fit() -> None:

@@ -16,7 +16,7 @@ from index_builder.params import (
     train_sample_size,
     training_rows,
 )
-from indexops_api.spec import IndexParameters, IndexType, Refine
+from indexops_api.spec import Encoding, IndexParameters, IndexType, Refine
 
 
 def test_flat_has_no_build_or_search_parameters() -> None:
@@ -40,13 +40,14 @@ def test_hnsw_user_values_override_each_default_independently() -> None:
     [
         (1, 1),  # clamp: at least one list
         (10, 1),
-        (1_000, 25),  # 4*sqrt(1000)=126, but only 1000//39=25 lists can be trained well
+        (1_000, 15),  # 4*sqrt(1000)=126, but only 1000//64=15 lists keep 64 rows each
+        (20_000, 312),  # 4*sqrt(20000)=566 > 20000//64
         (100_000, 1265),  # round(4*316.2)
         (1_000_000, 4000),
         (100_000_000, 40000),
     ],
 )
-def test_ivf_nlist_defaults_to_4_sqrt_n_clamped_to_39_points_per_list(n: int, nlist: int) -> None:
+def test_ivf_nlist_defaults_to_4_sqrt_n_clamped_to_64_rows_per_list(n: int, nlist: int) -> None:
     assert default_nlist(n) == nlist
     assert resolve(IndexType.IVF, IndexParameters(), n).build == {"nlist": nlist}
 
@@ -160,3 +161,33 @@ def test_without_the_dimension_pq_types_still_resolve_what_counting_needs() -> N
 
 def test_auto_resolves_to_nothing_until_the_budget_is_known() -> None:
     assert resolve(IndexType.AUTO, IndexParameters(), 10_000, 32) == ResolvedParameters()
+
+
+@pytest.mark.parametrize("n", [2_000, 5_000, 10_000, 24_000, 41_000, 100_000, 1_000_000])
+@pytest.mark.parametrize("index_type", [IndexType.IVF, IndexType.IVFPQ])
+def test_default_nlist_never_trips_the_builders_own_nlist_warning(n: int, index_type: IndexType) -> None:
+    from index_builder import sanity
+
+    held_out = 200  # validation.queries default: held out of training, the default must leave room for them
+    kept = n - held_out
+    resolved = resolve(index_type, IndexParameters(), n, 384)
+    rows = training_rows(index_type, resolved, kept)
+    warnings = sanity.check(index_type, resolved, IndexParameters(), kept=kept, training_rows=rows, k=10)
+    # IVFPQ below ~10k rows also warns, rightly, that 256-centroid PQ codebooks want 9,984 rows: not about nlist
+    assert [w for w in warnings if index_type is IndexType.IVF or w.startswith("nlist=")] == []
+
+
+@pytest.mark.parametrize(("encoding", "hnsw", "ivf"), [
+    (Encoding.FLAT, "HNSW32,Flat", "IVF1265,Flat"), (Encoding.SQ8, "HNSW32_SQ8", "IVF1265,SQ8"),
+    (Encoding.SQ4, "HNSW32_SQ4", "IVF1265,SQ4"), (Encoding.FP16, "HNSW32_SQfp16", "IVF1265,SQfp16"),
+])
+def test_encoding_picks_the_scalar_quantizer_of_hnsw_and_ivf(encoding: Encoding, hnsw: str, ivf: str) -> None:
+    user = IndexParameters(encoding=encoding)
+    assert factory_string(IndexType.HNSW, resolve(IndexType.HNSW, user, 100_000), 384) == hnsw
+    assert factory_string(IndexType.IVF, resolve(IndexType.IVF, user, 100_000), 384) == ivf
+
+
+def test_hnsw_over_sq8_trains_its_ranges_on_a_capped_sample_and_hnsw_flat_needs_no_training() -> None:
+    sq8 = resolve(IndexType.HNSW, IndexParameters(encoding=Encoding.SQ8), 1_000_000)
+    assert training_rows(IndexType.HNSW, sq8, 1_000_000) == 65_536 and training_rows(IndexType.HNSW, sq8, 500) == 500
+    assert training_rows(IndexType.HNSW, resolve(IndexType.HNSW, IndexParameters(), 1_000_000), 1_000_000) == 0

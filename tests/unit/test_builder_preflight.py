@@ -9,7 +9,7 @@ import pytest
 from index_builder import preflight
 from index_builder.params import resolve
 from index_builder.preflight import InsufficientMemory, estimate_typed, index_bytes, memory_budget, parse_quantity, plan
-from indexops_api.spec import FaissIndexSpec, IndexParameters, IndexType
+from indexops_api.spec import Encoding, FaissIndexSpec, IndexParameters, IndexType
 
 GiB = 2**30
 
@@ -45,6 +45,15 @@ def test_hnsw_memory_adds_two_m_int32_links_per_vector_on_top_of_the_vectors() -
     large = index_bytes(IndexType.HNSW, {"m": 32}, 1_000_000, 128)
     assert 512_000_000 + 64_000_000 < small < large
     assert large - small == pytest.approx(1_000_000 * 2 * 24 * 4 * 1.1, rel=1e-6)
+
+
+def test_scalar_encodings_store_one_byte_half_a_byte_or_two_bytes_per_component() -> None:
+    n, d = 1_000_000, 128
+    for index_type, build in ((IndexType.HNSW, {"m": 32}), (IndexType.IVF, {"nlist": 4000})):
+        flat = index_bytes(index_type, build, n, d)
+        assert flat - index_bytes(index_type, build, n, d, Encoding.SQ8) == n * 3 * d
+        assert flat - index_bytes(index_type, build, n, d, Encoding.SQ4) == n * (4 * d - d // 2)
+        assert flat - index_bytes(index_type, build, n, d, Encoding.FP16) == n * 2 * d
 
 
 def test_pq_codes_are_far_smaller_than_flat_vectors() -> None:

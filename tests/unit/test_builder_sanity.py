@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from index_builder.params import resolve
 from index_builder.sanity import check, merge
-from indexops_api.spec import IndexParameters, IndexType, Refine
+from indexops_api.spec import Encoding, IndexParameters, IndexType, Refine
 
 
 def _check(index_type: IndexType, user: IndexParameters, *, kept: int, training_rows: int, k: int = 10) -> list[str]:
@@ -32,6 +32,12 @@ def test_an_nprobe_above_nlist_and_a_refine_on_a_full_vector_type_are_reported()
                for w in _check(IndexType.IVF, IndexParameters(nlist=16, nprobe=64), kept=100_000, training_rows=4096))
     assert any("has no effect on indexType HNSW" in w
                for w in _check(IndexType.HNSW, IndexParameters(refine=Refine.SQ8), kept=1000, training_rows=0))
+
+
+def test_an_encoding_on_a_type_that_cannot_use_it_is_reported() -> None:
+    assert any("parameters.encoding=SQ8 has no effect on indexType IVFPQ" in w
+               for w in _check(IndexType.IVFPQ, IndexParameters(encoding=Encoding.SQ8), kept=100_000, training_rows=65_536))
+    assert _check(IndexType.HNSW, IndexParameters(encoding=Encoding.SQ8), kept=1000, training_rows=1000) == []
 
 
 def test_faiss_lines_are_deduplicated_and_dropped_when_a_rule_already_explains_them() -> None:
