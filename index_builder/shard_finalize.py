@@ -33,7 +33,9 @@ from index_builder.sharded import (
     PLAN_FILE, QUERY_VECTORS_FILE, TRAINED_FILE, Context, _scratch, shard_ids_file, shard_index_file,
     shard_result_file, trained_state_digest,
 )
-from indexops_api.manifest import CheckResult, FileEntry, Measurements, ShardFile, Sharding, SourceFingerprint, Timings
+from indexops_api.manifest import (
+    SHARD_RULE, CheckResult, FileEntry, Measurements, ShardFile, Sharding, SliceRows, SourceFingerprint, Timings,
+)
 from indexops_api.shards import merge_topk
 from indexops_api.spec import FaissIndexSpec, Metric, ShardMerge
 
@@ -91,6 +93,9 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
         validate_seconds = time.perf_counter() - t0
         sharding = Sharding(
             shards=spec.shards, trained_state_sha256=plan["trainedStateSha256"], merged=merged,
+            rule=plan.get("rule", SHARD_RULE),
+            slices=[SliceRows(shard=s, first_row=int(r["first_row"]), rows=int(r["source_rows"]),
+                              source_bytes=int(r["source_bytes"])) for s, r in enumerate(results) if "first_row" in r],
             shard_files=[] if merged else [
                 ShardFile(shard=s, index_file=shard_index_file(s), ids_file=shard_ids_file(s), vectors=int(r["vectors"]))
                 for s, r in enumerate(results)

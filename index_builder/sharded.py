@@ -9,8 +9,9 @@ A spec with ``shards: N > 1`` is built by three kinds of pod, each a plain run o
    last: the stage's commit marker) into the version's prefix. Nothing there is a
    version until ``manifest.json`` exists.
 2. ``shard`` (an Indexed Job, ``JOB_COMPLETION_INDEX`` = the slice): verifies the
-   trained file's sha256 and the digest of its trained state, adds only the rows whose
-   id hashes to its slice (``indexops_api.shards.shard_of``), answers the held-out
+   trained file's sha256 and the digest of its trained state, reads and adds only its
+   slice's contiguous source rows (``indexops_api.shards.row_ranges``, planned by the
+   train stage; ``index_builder.source_slice`` fetches just those rows), answers the held-out
    queries on its slice (approximate, and exact by brute force) so the whole index can
    be measured without any pod holding all of it, appends its held-out rows, and uploads
    ``shard-NNN.faiss``, ``shard-NNN-ids.npy`` and ``shard-NNN-result.npz`` (last). A
@@ -20,9 +21,8 @@ A spec with ``shards: N > 1`` is built by three kinds of pod, each a plain run o
    shards, measures the whole index and commits the manifest.
 
 Without ``FAISS_BUILD_STAGE`` (``faissctl build``, benchmarks) ``run_all`` runs the three
-stages in one process, in order. Memory per slice pod is its slice's index plus the
-memory-mapped pages it touches; a streamed source (S3 prefix, Parquet, PostgreSQL) is
-read whole by every pod, which the docs list as a limit.
+stages in one process, in order. Memory and source reads per slice pod are its slice's
+share (plus headers/footers); only the train stage reads the whole source.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ import faiss
 import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
-from index_builder import build, checks, holdout, measure, params, preflight, publish, source
+from index_builder import build, checks, holdout, measure, params, preflight, publish, source, source_slice
 from index_builder.errors import BuildError, RequestInvalid, SourceInvalid, StorageFailure
 from index_builder.pipeline import Outcome, seed_for
 from indexops_api.build_request import BuildRequest
 from indexops_api.layout import version_prefix
-from indexops_api.shards import shard_of
+from indexops_api.shards import RULE_ROWS, row_ranges
 from indexops_api.spec import FaissIndexSpec, IndexType
 from indexops_store.s3 import ArtifactStore, StorageError, make_client, sha256_file
 
@@ -213,7 +213,7 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
                                    what=f"one slice of {factory!r} ({n} vectors / {spec.shards} shards)",
                                    source=preflight.budget_source(spec))
         checks.check_values(matrix, name=loaded.uri, metric=spec.metric)
-        _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
+        ids = _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
         load_seconds = time.perf_counter() - t0
         seed = seed_for(request.build_key)
         try:
@@ -236,6 +236,7 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
             "factory": factory, "indexType": index_type.value if index_type else None,
             "parameters": resolved.build, "searchParameters": search, "k": spec.validation.k,
             "trainedSha256": sha256_file(trained_path), "trainedStateSha256": trained_state_digest(index),
+            "rule": RULE_ROWS, "slices": plan_slices(ids, spec.shards),
             "source": {"uri": loaded.uri, "etag": loaded.etag, "lastModified": loaded.last_modified,
                        "watermark": loaded.watermark, "contentHash": loaded.content_hash,
                        "windowAnchor": loaded.window_anchor},
@@ -247,6 +248,16 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
     log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": spec.shards,
                                                 "heldOut": len(held), "trainedStateSha256": plan["trainedStateSha256"]})
     return plan
+
+
+def plan_slices(ids: np.ndarray, shards: int) -> list[dict[str, Any]]:
+    """Every slice's rows and, for sources read by id range (PostgreSQL: rows in id order), its ids."""
+    n, out = len(ids), []
+    for shard, (first, rows) in enumerate(row_ranges(n, shards)):
+        end = first + rows
+        out.append({"shard": shard, "firstRow": first, "rows": rows,
+                    "firstId": int(ids[first]) if rows else None, "endId": int(ids[end]) if end < n else None})
+    return out
 
 
 def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | None = None) -> dict[str, Any]:
@@ -263,17 +274,18 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
         if state != plan["trainedStateSha256"]:
             raise BuildError(f"trained state digest {state[:12]} != {plan['trainedStateSha256'][:12]} from the train stage")
         t0 = time.perf_counter()
-        loaded = source.load(spec, env, work)
-        matrix = loaded.vectors
-        n = checks.check_shape(matrix.shape, matrix.dtype, name=loaded.uri, dimension=spec.dimension)
-        if n != plan["vectors"]:
-            raise SourceInvalid(f"{loaded.uri} has {n} vectors now but {plan['vectors']} when the index was trained; "
-                                "the source changed during the build")
-        ids = _ids(loaded, n)
+        planned = plan["slices"][shard]
+        got = source_slice.load_slice(spec, env, source_slice.Planned(
+            vectors=int(plan["vectors"]), first=int(planned["firstRow"]), rows=int(planned["rows"]),
+            etag=plan["source"]["etag"], first_id=planned["firstId"], end_id=planned["endId"]))
+        matrix, ids = got.vectors, got.ids  # this slice's rows only; positions below are local
+        first = int(planned["firstRow"])
         held = np.asarray(plan["heldOut"], dtype=np.int64)
-        mine = np.nonzero(shard_of(ids, spec.shards) == shard)[0]
-        mine_held = np.intersect1d(mine, held)
-        mine_kept = np.setdiff1d(mine, held)
+        held = held[(held >= first) & (held < first + len(ids))] - first
+        mine_held = np.sort(held)
+        mine_kept = np.setdiff1d(np.arange(len(ids), dtype=np.int64), mine_held)
+        log.info("slice rows read", extra={"shard": shard, "firstRow": first, "rows": len(ids),
+                                           "fetchedBytes": got.fetched_bytes})
         load_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         step = build.batch_rows(spec.dimension)
@@ -299,7 +311,8 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
             "exact_ids": _to_ids(exact_pos, kept_ids), "exact_distances": exact_d,
             "latency_seconds": np.asarray(latency), "vectors": np.int64(index.ntotal),
             "measured_vectors": np.int64(len(mine_kept)), "load_seconds": np.float64(load_seconds),
-            "add_seconds": np.float64(add_seconds),
+            "add_seconds": np.float64(add_seconds), "first_row": np.int64(first),
+            "source_rows": np.int64(len(ids)), "source_bytes": np.int64(got.fetched_bytes),
         }
         result_path = work / shard_result_file(shard)
         buffer = io.BytesIO()
