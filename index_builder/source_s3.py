@@ -141,7 +141,7 @@ def open_object(client: Any, obj: S3Object, buffer_size: int = 1 << 20) -> io.Bu
 def raw_npy_header(client: Any, obj: S3Object) -> tuple[tuple[int, ...], bool, np.dtype, int, int] | None:
     """(shape, fortran, dtype, data offset, bytes fetched) of a ``.npy`` object's header; None for format 3.0."""
     reader = ObjectReader(client, obj)
-    with io.BufferedReader(reader, buffer_size=64 * 1024) as fh:
+    with io.BufferedReader(reader, buffer_size=4096) as fh:  # headers are ~128 bytes
         try:
             version = np.lib.format.read_magic(fh)
         except (ValueError, EOFError) as exc:
