@@ -14,7 +14,7 @@ import kopf
 
 from indexops_api import constants as c
 from indexops_api.layout import index_prefix, pointer_key
-from faiss_operator import metrics, shard_objects
+from faiss_operator import metrics, shard_cleanup, shard_objects
 from faiss_operator.artifacts import bounded, store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
@@ -82,6 +82,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
             _apply(api.apps.patch_namespaced_deployment, dep["metadata"]["name"], obs.namespace, dep)
             svc = build_service(**args)
             _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
+        shard_cleanup.prune_stale_shards(obs, served)  # old layout's extra shards, once the new one serves
     if plan.prune_versions and spec is not None:
         store = store_for(spec, obs.namespace, obs.name, config)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)

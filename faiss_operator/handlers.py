@@ -19,7 +19,7 @@ import kopf
 from indexops_api import constants as c
 from indexops_api.layout import index_prefix
 from indexops_api.status import BuildResult, EventReason
-from faiss_operator import metrics
+from faiss_operator import metrics, shard_cleanup
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
@@ -130,6 +130,7 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     """The finalizer's work: apply ``storage.deletionPolicy``. Jobs and serving go by owner references."""
     wake(namespace, name)  # stop the loop promptly
     metrics.forget(namespace, name)  # its per-index series would otherwise outlive it
+    shard_cleanup.forget(namespace, name)  # and its record of a clean shard layout
     parsed, error = parse_spec(dict(spec))
     if parsed is None:
         logger.warning(f"invalid spec on deletion, artifacts retained: {error}")
