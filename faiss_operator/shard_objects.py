@@ -50,7 +50,8 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_stage_job(*, index: str, namespace: str, uid: str, spec: FaissIndexSpec, stage: StageToCreate,
-                    config: OperatorConfig) -> dict[str, Any]:
+                    config: OperatorConfig, shards: int | None = None) -> dict[str, Any]:
+    """``shards``: the count the train stage planned (``autoShards``); ``spec.shards`` otherwise."""
     name = stage_job_name(stage.parent, stage.stage)
     job = build_job(index=index, namespace=namespace, uid=uid, spec=spec, config=config,
                     job=JobToCreate(name=name, version=stage.version, build_key=stage.build_key, number=stage.number,
@@ -64,7 +65,8 @@ def build_stage_job(*, index: str, namespace: str, uid: str, spec: FaissIndexSpe
     if stage.stage == SHARDS:
         body = job["spec"]
         body.pop("backoffLimit", None)  # per slice instead
-        body.update(completions=spec.shards, parallelism=spec.shards, completionMode="Indexed",
+        count = shards or spec.shards
+        body.update(completions=count, parallelism=count, completionMode="Indexed",
                     backoffLimitPerIndex=max(1, spec.build.backoff_limit), maxFailedIndexes=0)
     return job
 

@@ -47,7 +47,7 @@ from index_builder.errors import BuildError, RequestInvalid, SourceInvalid, Stor
 from index_builder.pipeline import Outcome, seed_for
 from indexops_api.build_request import BuildRequest
 from indexops_api.layout import version_prefix
-from indexops_api.shards import RULE_ROWS, row_ranges
+from indexops_api.shards import PLAN_FILE, RULE_ROWS, auto_shard_count, row_ranges
 from indexops_api.spec import FaissIndexSpec, IndexType
 from indexops_store.s3 import ArtifactStore, StorageError, make_client, sha256_file
 
@@ -57,7 +57,7 @@ ENV_STAGE = "FAISS_BUILD_STAGE"
 ENV_INDEX = "JOB_COMPLETION_INDEX"  # set by the Job controller on every pod of an Indexed Job
 STAGES = ("train", "shard", "finalize")
 TRAINED_FILE = "trained.faiss"
-PLAN_FILE = "shard-plan.json"
+
 QUERY_VECTORS_FILE = "validation-query-vectors.npy"
 
 
@@ -152,7 +152,7 @@ def run_stage(request: BuildRequest, env: Mapping[str, str], workdir: Path | Non
         return None
     if stage == "shard":
         raw = env.get(ENV_INDEX, "")
-        if not raw.isdigit() or int(raw) >= request.spec.shards:
+        if not raw.isdigit() or (not request.spec.auto_shards and int(raw) >= request.spec.shards):
             raise RequestInvalid(f"{ENV_INDEX}={raw!r} is not a slice number below shards={request.spec.shards}")
         add_slice(ctx, env, int(raw), workdir)
         return None
@@ -164,8 +164,8 @@ def run_all(request: BuildRequest, env: Mapping[str, str], workdir: Path | None 
     from index_builder import shard_finalize
 
     ctx = Context.of(request)
-    train(ctx, env, workdir)
-    for shard in range(request.spec.shards):
+    plan = train(ctx, env, workdir)
+    for shard in range(int(plan.get("shards", request.spec.shards))):
         add_slice(ctx, env, shard, workdir)
     return shard_finalize.finalize(ctx, workdir)
 
@@ -203,14 +203,15 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         matrix = loaded.vectors
         n = checks.check_shape(matrix.shape, matrix.dtype, name=loaded.uri, dimension=spec.dimension)
         index_type, resolved, factory = _resolve(spec, n)
+        shards, reason = choose_shards(spec, index_type, resolved, factory, n)
         if index_type is not None:
             checks.check_count(n, name=loaded.uri, min_vectors=spec.validation.min_vectors,
                                index_type=index_type, resolved=resolved)
-            per_slice = preflight.estimate_typed(index_type, resolved, n=math.ceil(n / spec.shards),
+            per_slice = preflight.estimate_typed(index_type, resolved, n=math.ceil(n / shards),
                                                  dimension=spec.dimension, queries=spec.validation.queries,
                                                  k=spec.validation.k)
             preflight.check_memory(per_slice, preflight.memory_budget(spec),
-                                   what=f"one slice of {factory!r} ({n} vectors / {spec.shards} shards)",
+                                   what=f"one slice of {factory!r} ({n} vectors / {shards} shards)",
                                    source=preflight.budget_source(spec))
         checks.check_values(matrix, name=loaded.uri, metric=spec.metric)
         ids = _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
@@ -232,11 +233,12 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         queries_path = work / QUERY_VECTORS_FILE
         np.save(queries_path, build.prepare(matrix[held], spec.metric), allow_pickle=False)
         plan = {
-            "buildKey": request.build_key, "vectors": n, "shards": spec.shards, "heldOut": held.tolist(),
+            "buildKey": request.build_key, "vectors": n, "shards": shards, "autoReason": reason,
+            "heldOut": held.tolist(),
             "factory": factory, "indexType": index_type.value if index_type else None,
             "parameters": resolved.build, "searchParameters": search, "k": spec.validation.k,
             "trainedSha256": sha256_file(trained_path), "trainedStateSha256": trained_state_digest(index),
-            "rule": RULE_ROWS, "slices": plan_slices(ids, spec.shards),
+            "rule": RULE_ROWS, "slices": plan_slices(ids, shards),
             "source": {"uri": loaded.uri, "etag": loaded.etag, "lastModified": loaded.last_modified,
                        "watermark": loaded.watermark, "contentHash": loaded.content_hash,
                        "windowAnchor": loaded.window_anchor},
@@ -245,9 +247,21 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         ctx.upload(trained_path)
         ctx.upload(queries_path)
         ctx.put_json(PLAN_FILE, plan)  # last: the stage's commit marker
-    log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": spec.shards,
+    log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": shards, "why": reason,
                                                 "heldOut": len(held), "trainedStateSha256": plan["trainedStateSha256"]})
     return plan
+
+
+def choose_shards(spec: FaissIndexSpec, index_type: IndexType | None, resolved: params.ResolvedParameters,
+                  factory: str, n: int) -> tuple[int, str | None]:
+    """``spec.shards``, or with ``autoShards`` the count the serving memory limit needs (and why)."""
+    if not spec.auto_shards:
+        return spec.shards, None
+    from index_builder.shard_finalize import serving_memory_limit  # finalize imports this module
+
+    size = (preflight.index_bytes(index_type, resolved.build, n, spec.dimension) if index_type is not None
+            else preflight.factory_index_bytes(factory, n, spec.dimension))
+    return auto_shard_count(size + 8 * n, n, serving_memory_limit(spec))  # + the ids
 
 
 def plan_slices(ids: np.ndarray, shards: int) -> list[dict[str, Any]]:
@@ -266,6 +280,8 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
     with _scratch(workdir) as tmp:
         work = Path(tmp)
         plan = ctx.read_plan(work)
+        if shard >= int(plan["shards"]):
+            raise RequestInvalid(f"{ENV_INDEX}={shard} is not a slice number below the planned {plan['shards']} shards")
         trained = ctx.download(TRAINED_FILE, work / TRAINED_FILE, what="the trained index")
         if sha256_file(trained) != plan["trainedSha256"]:
             raise BuildError(f"{TRAINED_FILE} does not match the sha256 recorded by the train stage")
@@ -322,7 +338,7 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
         ctx.upload(index_path)
         ctx.upload(ids_path)
         ctx.upload(result_path)  # last: the slice's commit marker
-    log.info("slice published", extra={"shard": shard, "of": spec.shards, "vectors": int(len(shard_ids)),
+    log.info("slice published", extra={"shard": shard, "of": plan["shards"], "vectors": int(len(shard_ids)),
                                        "addSeconds": round(add_seconds, 3)})
     return result
 

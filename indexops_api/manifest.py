@@ -149,6 +149,7 @@ class Sharding(ApiModel):
     merged: bool
     shard_files: list[ShardFile] = []
     slices: list[SliceRows] = []
+    auto_reason: str | None = None  # autoShards: why the train stage chose this shard count
 
 
 class Manifest(ApiModel):

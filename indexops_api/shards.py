@@ -59,6 +59,32 @@ def row_ranges(n: int, shards: int) -> list[tuple[int, int]]:
     return [(bounds[s], bounds[s + 1] - bounds[s]) for s in range(shards)]
 
 
+PLAN_FILE = "shard-plan.json"  # the train stage's plan in the version's prefix (builder writes, operator reads)
+SERVING_OVERHEAD_BYTES = 160 * 2**20  # a shard pod's fixed part (measured ~135 MB, bench/results/scale.md) + margin
+SWAP_HEADROOM = 2.0  # a hot swap or canary holds two versions of a shard at once
+MAX_AUTO_SHARDS = 64
+
+
+def auto_shard_count(index_bytes: int, vectors: int, serving_memory: int) -> tuple[int, str]:
+    """The fewest shards whose part fits a serving pod twice beside its fixed overhead, and why.
+
+    ``index_bytes``: the whole index's estimated memory (type and parameters x vectors).
+    Capped at 64; the reason says so when even 64 shards do not fit.
+    """
+    room = serving_memory - SERVING_OVERHEAD_BYTES
+    need = SWAP_HEADROOM * index_bytes
+    gib = 2**30
+    if room <= 0:
+        return MAX_AUTO_SHARDS, (f"serving memory limit {serving_memory / gib:.2f} GiB leaves no room beside the "
+                                 f"{SERVING_OVERHEAD_BYTES / gib:.2f} GiB fixed part; using the maximum of {MAX_AUTO_SHARDS}")
+    count = max(1, -(-int(need) // int(room)))
+    what = (f"{vectors} vectors need ~{index_bytes / gib:.2f} GiB; {SWAP_HEADROOM:g} x index / shards + "
+            f"{SERVING_OVERHEAD_BYTES / gib:.2f} GiB must fit the serving memory limit {serving_memory / gib:.2f} GiB")
+    if count > MAX_AUTO_SHARDS:
+        return MAX_AUTO_SHARDS, f"{what}: even {MAX_AUTO_SHARDS} shards do not fit; using {MAX_AUTO_SHARDS}"
+    return count, f"{what}: {count} shard(s)"
+
+
 def merge_topk(
     distances: list[np.ndarray], ids: list[np.ndarray], k: int, *, larger_is_better: bool
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -65,3 +65,75 @@ def test_the_last_postgres_slice_has_no_upper_bound_and_is_counted_like_it_is_re
     assert slice_stats_query(pg, (60, None)).as_string(None) == (
         'SELECT count(*), NULL FROM (SELECT "src"."id", "src"."embedding" FROM (SELECT a AS id, b AS embedding FROM t)'
         ' AS src) AS sliced WHERE "sliced"."id" >= 60')
+
+
+# -- autoShards: the shard count from the serving memory budget ---------------------------------------------------
+
+GIB = 2**30
+
+
+def test_an_index_that_fits_a_serving_pod_twice_stays_one_shard() -> None:
+    from indexops_api.shards import auto_shard_count
+
+    count, reason = auto_shard_count(1 * GIB, 1_000_000, 4 * GIB)
+    assert count == 1
+    assert "1000000 vectors" in reason and "4.00 GiB" in reason and "1 shard(s)" in reason
+
+
+def test_ten_gib_on_eight_gib_pods_needs_three_shards_for_two_versions_beside_the_fixed_part() -> None:
+    from indexops_api.shards import auto_shard_count
+
+    count, _ = auto_shard_count(10 * GIB, 30_000_000, 8 * GIB)
+    assert count == 3  # 2 x 10 GiB / 3 = 6.67 GiB <= 8 GiB - 160 MiB; 2 shards (10 GiB) would not fit
+    assert 2 * 10 * GIB / count + 160 * 2**20 <= 8 * GIB < 2 * 10 * GIB / (count - 1) + 160 * 2**20
+
+
+def test_an_index_too_big_even_for_64_shards_gets_64_and_the_reason_says_it_does_not_fit() -> None:
+    from indexops_api.shards import auto_shard_count
+
+    count, reason = auto_shard_count(1024 * GIB, 10**9, 4 * GIB)
+    assert count == 64 and "do not fit" in reason
+
+
+def test_a_serving_limit_below_the_fixed_part_gets_the_maximum_and_says_why() -> None:
+    from indexops_api.shards import auto_shard_count
+
+    count, reason = auto_shard_count(GIB, 10, 100 * 2**20)
+    assert count == 64 and "no room" in reason
+
+
+def _spec(**fields: Any) -> Any:
+    from indexops_api.spec import FaissIndexSpec
+
+    body = {"horizon": "6h", "dimension": 8, "indexType": "HNSW", "source": {"file": {"path": "/v.npy"}},
+            "storage": {"bucket": "artifacts"}, **fields}
+    return FaissIndexSpec.model_validate(body)
+
+
+def test_auto_shards_and_a_fixed_shard_count_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="set shards or autoShards, not both"):
+        _spec(shards=4, autoShards=True)
+
+
+def test_auto_shards_needs_a_concrete_type_like_any_sharded_spec() -> None:
+    with pytest.raises(ValueError, match="concrete indexType"):
+        _spec(indexType="Auto", autoShards=True)
+    assert _spec(autoShards=True).sharded and not _spec().sharded
+
+
+def test_auto_shards_is_part_of_the_build_key_with_the_serving_memory_limit_and_unsharded_keys_are_unchanged() -> None:
+    from indexops_api.layout import build_key
+
+    plain, auto = build_key(_spec()), build_key(_spec(autoShards=True))
+    assert plain == build_key(_spec(autoShards=False)) and plain != auto
+    bigger = _spec(autoShards=True, serving={"resources": {"limits": {"memory": "64Gi"}}})
+    assert build_key(bigger) != auto
+
+
+def test_the_operator_takes_the_planned_count_only_when_it_is_a_valid_shard_count() -> None:
+    from faiss_operator.shard_plan import PlanUnreadable, shards_of
+
+    assert shards_of({"shards": 3}) == 3
+    for bad in ({}, {"shards": 0}, {"shards": 65}, {"shards": "4"}, {"shards": True}):
+        with pytest.raises(PlanUnreadable):
+            shards_of(bad)
