@@ -55,7 +55,8 @@ class Planned:
     end_id: int | None = None
 
 
-def load_slice(spec: FaissIndexSpec, env: Mapping[str, str], planned: Planned) -> SliceRows:
+def load_slice(spec: FaissIndexSpec, env: Mapping[str, str], planned: Planned, workdir: Path) -> SliceRows:
+    """``workdir``: scratch disk; ``.npy`` rows land in a memory-mapped file there (reclaimable page cache)."""
     if spec.source.postgres is not None:
         return _postgres(spec, env, planned)
     location = source.locate(spec, env)
@@ -75,7 +76,7 @@ def load_slice(spec: FaissIndexSpec, env: Mapping[str, str], planned: Planned) -
         assert spec.source.s3 is not None
         columns = source_parquet.Columns(vector=spec.source.s3.vector_column, id=spec.source.s3.id_column)
         return _parquet(store.client, objects, columns, spec.dimension, planned, uri)
-    vectors, fetched = _npy_objects(store.client, objects, spec.dimension, planned, uri)
+    vectors, fetched = _npy_objects(store.client, objects, spec.dimension, planned, uri, workdir)
     if location.ids:
         ids, more = _ids_object(store.client, source_s3.head_object(store, location.ids), planned)
         fetched += more
@@ -102,14 +103,18 @@ def overlaps(counts: list[int], first: int, rows: int) -> list[tuple[int, int, i
 
 
 def _npy_objects(client: Any, objects: list[source_s3.S3Object], dimension: int, planned: Planned,
-                 uri: str) -> tuple[np.ndarray, int]:
+                 uri: str, workdir: Path) -> tuple[np.ndarray, int]:
     layouts, fetched = [], 0
     for obj in objects:
         layout = source_s3._npy_layout(client, obj, dimension)
         fetched += layout.header_bytes
         layouts.append(layout)
     _check_total(sum(lay.rows for lay in layouts), planned, uri)
-    out = np.empty((planned.rows, dimension), dtype=np.float32)
+    # On the scratch disk, not the heap: the slice pod then holds its rows as page cache, as
+    # it held the memory-mapped whole source before, and the index it builds in memory.
+    out = (np.lib.format.open_memmap(workdir / "slice-vectors.npy", mode="w+", dtype=np.float32,
+                                     shape=(planned.rows, dimension)) if planned.rows
+           else np.empty((0, dimension), dtype=np.float32))
     done = 0
     for part, inside, count in overlaps([lay.rows for lay in layouts], planned.first, planned.rows):
         fetched += source_s3.read_npy_rows(client, layouts[part], inside, count, out[done:done + count])
