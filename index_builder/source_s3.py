@@ -170,7 +170,7 @@ class _NpyLayout:
     header_bytes: int = 0  # bytes fetched to read the header
 
 
-def _npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
+def npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
     layout = npy_header(client, obj, dimension)
     if layout is None:
         raise SourceInvalid(f"{obj.uri}: unsupported .npy version (3.0); save it with numpy.save defaults")
@@ -205,7 +205,7 @@ def read_npy_objects(
 
     ``on_count`` gets the total row count from the headers before any data is read.
     """
-    layouts = [_npy_layout(client, o, dimension) for o in objects]
+    layouts = [npy_layout(client, o, dimension) for o in objects]
     if on_count is not None:
         on_count(sum(lay.rows for lay in layouts))
     out = np.empty((sum(lay.rows for lay in layouts), dimension), dtype=np.float32)
@@ -230,17 +230,17 @@ def read_npy_rows(client: Any, lay: _NpyLayout, first: int, count: int, out: np.
         rows = min(step, count - done)
         target = out[done:done + rows]
         if lay.dtype == np.dtype("<f4"):
-            got = _read_exactly(reader, memoryview(target).cast("B"))
+            got = read_exactly(reader, memoryview(target).cast("B"))
         else:
             raw = bytearray(rows * row_bytes)
-            got = _read_exactly(reader, memoryview(raw))
+            got = read_exactly(reader, memoryview(raw))
             target[...] = np.frombuffer(raw, dtype=lay.dtype).reshape(rows, dimension)
         if got != rows * row_bytes:
             raise SourceInvalid(f"{lay.obj.uri} ended after {got} of {rows * row_bytes} bytes of rows {first + done}..")
     return reader.fetched
 
 
-def _read_exactly(reader: ObjectReader, view: memoryview) -> int:
+def read_exactly(reader: ObjectReader, view: memoryview) -> int:
     done = 0
     while done < len(view):
         got = reader.readinto(view[done:])

@@ -106,7 +106,7 @@ def _npy_objects(client: Any, objects: list[source_s3.S3Object], dimension: int,
                  uri: str, workdir: Path) -> tuple[np.ndarray, int]:
     layouts, fetched = [], 0
     for obj in objects:
-        layout = source_s3._npy_layout(client, obj, dimension)
+        layout = source_s3.npy_layout(client, obj, dimension)
         fetched += layout.header_bytes
         layouts.append(layout)
     _check_total(sum(lay.rows for lay in layouts), planned, uri)
@@ -133,7 +133,7 @@ def _ids_object(client: Any, obj: source_s3.S3Object, planned: Planned) -> tuple
     reader = source_s3.ObjectReader(client, obj)
     reader.seek(offset + planned.first * dtype.itemsize)
     buffer = bytearray(planned.rows * dtype.itemsize)
-    got = source_s3._read_exactly(reader, memoryview(buffer))
+    got = source_s3.read_exactly(reader, memoryview(buffer))
     if got != len(buffer):
         raise SourceInvalid(f"{obj.uri} ended after {got} of {len(buffer)} bytes of ids")
     return np.frombuffer(bytes(buffer), dtype=dtype).astype(np.int64), fetched + reader.fetched
