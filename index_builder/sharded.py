@@ -293,7 +293,8 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
         planned = plan["slices"][shard]
         got = source_slice.load_slice(spec, env, source_slice.Planned(
             vectors=int(plan["vectors"]), first=int(planned["firstRow"]), rows=int(planned["rows"]),
-            etag=plan["source"]["etag"], first_id=planned["firstId"], end_id=planned["endId"]), work)
+            etag=plan["source"]["etag"], first_id=planned["firstId"], end_id=planned["endId"],
+            window_anchor=plan["source"]["windowAnchor"]), work)
         matrix, ids = got.vectors, got.ids  # this slice's rows only; positions below are local
         first = int(planned["firstRow"])
         held = np.asarray(plan["heldOut"], dtype=np.int64)

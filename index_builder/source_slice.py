@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class Planned:
     etag: str | None = None
     first_id: int | None = None  # PostgreSQL: the slice's id range [first_id, end_id)
     end_id: int | None = None
+    window_anchor: str | None = None  # PostgreSQL window: the train stage's now(), ISO 8601
 
 
 def load_slice(spec: FaissIndexSpec, env: Mapping[str, str], planned: Planned, workdir: Path) -> SliceRows:
@@ -169,7 +171,9 @@ def _postgres(spec: FaissIndexSpec, env: Mapping[str, str], planned: Planned) ->
     assert pg is not None
     if planned.rows == 0 or planned.first_id is None:
         return SliceRows(np.empty((0, spec.dimension), dtype=np.float32), np.empty(0, dtype=np.int64), 0, "")
-    got = source_postgres.read(pg, env, dimension=spec.dimension, id_range=(planned.first_id, planned.end_id))
+    anchor = datetime.fromisoformat(planned.window_anchor) if planned.window_anchor else None
+    got = source_postgres.read(pg, env, dimension=spec.dimension, id_range=(planned.first_id, planned.end_id),
+                               window_anchor=anchor)
     if len(got.ids) != planned.rows:
         raise SourceInvalid(f"{got.uri}: ids [{planned.first_id}, {planned.end_id}) hold {len(got.ids)} rows now but "
                             f"{planned.rows} when the index was trained; the source changed during the build")

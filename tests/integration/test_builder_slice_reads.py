@@ -162,3 +162,21 @@ def test_slices_of_a_postgres_table_select_only_their_id_range(
         assert entry.source_bytes == entry.rows * (dim * 4 + 8)  # only its rows crossed the connection
         assert (np.sort(got) == ids[entry.first_row:entry.first_row + entry.rows]).all()  # one id range
     assert per_slice == [0] * SHARDS  # and nothing from S3
+
+
+def test_slices_of_a_windowed_postgres_table_hold_only_the_rows_inside_the_window(
+    s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+    fetched: list[int],
+) -> None:
+    monkeypatch.setenv("FAISS_POSTGRES_DSN", postgres_dsn)
+    table, n, dim = f"windowed_{uuid.uuid4().hex[:10]}", 2_000, 8
+    vectors = clustered(n, dim, seed=10)
+    pg_execute(postgres_dsn, f"CREATE TABLE {table} (id bigint PRIMARY KEY, embedding real[], created_at timestamptz)")
+    # every third row is older than the window and must be in no slice
+    pg_execute(postgres_dsn, f"INSERT INTO {table} (id, embedding, created_at) VALUES "
+               "(%s, %s, now() - (CASE WHEN %s THEN interval '100 hours' ELSE interval '1 hour' END))",
+               [(i, [float(v) for v in vectors[i]], i % 3 == 0) for i in range(n)])
+    manifest, _, shard_ids = _sharded(s3, buckets, s3_endpoint, tmp_path, fetched, dimension=dim, source={
+        "postgres": {"dsnSecret": {"name": "pg"}, "table": table, "window": {"column": "created_at", "last": "48h"}}})
+    recent = np.array([i for i in range(n) if i % 3], dtype=np.int64)
+    _assert_whole_result(manifest, shard_ids, recent)

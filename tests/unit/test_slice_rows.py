@@ -137,3 +137,13 @@ def test_the_operator_takes_the_planned_count_only_when_it_is_a_valid_shard_coun
     for bad in ({}, {"shards": 0}, {"shards": 65}, {"shards": "4"}, {"shards": True}):
         with pytest.raises(PlanUnreadable):
             shards_of(bad)
+
+
+def test_a_windowed_postgres_slice_starts_its_window_at_the_train_stages_snapshot_time() -> None:
+    from datetime import datetime, timezone
+
+    pg = _pg(table="items", window={"column": "created_at", "last": "48h"})
+    anchor = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    query = data_query(pg, (0, 10), anchor).as_string(None)
+    assert "'2026-12-05 12:00:00+00:00'::timestamptz" in query and "now()" not in query
+    assert "now()" not in slice_stats_query(pg, (0, 10), anchor).as_string(None)
