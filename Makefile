@@ -131,6 +131,7 @@ bench: install ## Benchmarks, each against a baseline in the same run (results u
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 	@test ! -f bench/scale_bench.py || $(PY) bench/scale_bench.py
+	@test ! -f bench/scale_slice_reads.py || $(PY) bench/scale_slice_reads.py
 
 .PHONY: bench-scale-quick
 bench-scale-quick: install ## Scale-out benchmark on 100k vectors (1 vs 2 vs 4 shards; bench/results/scale-quick.*)

@@ -13,8 +13,13 @@ so each run sees only its own N indexes. Figures:
 
 - adoption: time from the first apply until all N indexes report a current version, and
   builder Jobs created (must be 0);
-- at idle, over ``--idle-seconds`` after a settle period: operator RSS (current and peak),
-  CPU as % of one core, API-server requests/s and S3 requests/s made by the operator;
+- at idle, over a window after a settle period: operator RSS (current and peak), CPU as %
+  of one core, API-server requests/s and S3 requests/s made by the operator. The window
+  spans at least one safety-net resync period (``max(resyncSeconds, N / idlePassesPerSecond)``,
+  x1.2) so every index's resync pass falls inside it: the idle figures include them,
+  measured. ``--idle-passes-per-second`` / ``--resync-seconds`` set the operator's budget for
+  the run (stated in the results) so the period fits a short window; ``--idle-seconds``
+  forces a window length;
 - spec change on one index -> its builder Job seen by a watch: p50/p99 over ``--changes``.
 
 ``--label`` names the run (e.g. ``before`` with ``--operator-tree`` pointing at a checkout
@@ -96,12 +101,13 @@ def publish(store: ArtifactStore, ns: str, name: str, raw_spec: dict) -> None:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, namespace: str, tree: Path, workdir: Path):
+    def __init__(self, cluster: Cluster, namespace: str, tree: Path, workdir: Path, extra: dict[str, str] | None = None):
         self.counts = workdir / "counts.json"
         env = {**os.environ, **cluster.env, "KUBECONFIG": cluster.env["KUBECONFIG"],
                "PYTHONPATH": str(tree), "FAISS_BENCH_COUNTS": str(self.counts),
                "FAISS_OPERATOR_LEADER_ELECTION": "false", "FAISS_OPERATOR_NAMESPACE": namespace,
-               "FAISS_OPERATOR_PORT": "18480", "POD_IP": "127.0.0.1", "FAISS_S3_ENDPOINT_URL": cluster.s3_endpoint}
+               "FAISS_OPERATOR_PORT": "18480", "POD_IP": "127.0.0.1", "FAISS_S3_ENDPOINT_URL": cluster.s3_endpoint,
+               **(extra or {})}
         self.log = open(workdir / "operator.log", "w")
         self.proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "scale_operator_process.py"), "--namespace", namespace],
                                      env=env, cwd=tree, stdout=self.log, stderr=subprocess.STDOUT)
@@ -183,8 +189,14 @@ def run(args: argparse.Namespace, result: dict) -> None:
     print(f"published {len(names)} versions in {publish_s:.1f}s", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="scale-cp-"))
-    op = OperatorProcess(cluster, ns, Path(args.operator_tree).resolve(), workdir)
-    result.update({"indexes": args.indexes, "operator_tree": str(args.operator_tree), "namespace": ns})
+    period = resync_period(args.indexes, args.resync_seconds, args.idle_passes_per_second)
+    window_s = args.idle_seconds if args.idle_seconds is not None else max(60.0, 1.2 * period)
+    extra = {"FAISS_OPERATOR_RESYNC_SECONDS": str(args.resync_seconds),
+             "FAISS_OPERATOR_IDLE_PASSES_PER_SECOND": str(args.idle_passes_per_second)}
+    op = OperatorProcess(cluster, ns, Path(args.operator_tree).resolve(), workdir, extra)
+    result.update({"indexes": args.indexes, "operator_tree": str(args.operator_tree), "namespace": ns,
+                   "resync": {"resync_seconds": args.resync_seconds, "idle_passes_per_second": args.idle_passes_per_second,
+                              "period_seconds": round(period, 1), "window_seconds": round(window_s, 1)}})
     try:
         time.sleep(3)
         t = time.monotonic()
@@ -213,7 +225,7 @@ def run(args: argparse.Namespace, result: dict) -> None:
 
         time.sleep(args.settle_seconds)
         c0, r0, p0, w0 = op.cpu_seconds(), op.requests(), op.reconcile_passes(), time.monotonic()
-        time.sleep(args.idle_seconds)
+        time.sleep(window_s)
         c1, r1, p1, w1 = op.cpu_seconds(), op.requests(), op.reconcile_passes(), time.monotonic()
         window = w1 - w0
         rss, peak = op.memory_mb()
@@ -224,6 +236,8 @@ def run(args: argparse.Namespace, result: dict) -> None:
                           "api_requests_per_second": round(per["api"] / window, 3),
                           "s3_requests_per_second": round(per["s3"] / window, 3),
                           "reconcile_passes_per_second": round((p1[0] - p0[0]) / window, 3),
+                          "passes_in_window": p1[0] - p0[0], "resync_period_seconds": round(period, 1),
+                          "window_spans_resync_period": window >= period,
                           "cpu_ms_per_pass": round(1000 * (c1 - c0) / (p1[0] - p0[0]), 1) if p1[0] > p0[0] else None,
                           "requests_by_endpoint_and_method": delta}
         print(f"idle: {json.dumps(result['idle'])}", flush=True)
@@ -232,6 +246,11 @@ def run(args: argparse.Namespace, result: dict) -> None:
     finally:
         op.stop()
     result["operator_log"] = str(workdir / "operator.log")
+
+
+def resync_period(indexes: int, resync_seconds: float, budget: float) -> float:
+    """Seconds between two safety-net passes of one idle index (faiss_operator.pacing)."""
+    return max(resync_seconds, indexes / budget) if budget > 0 else resync_seconds
 
 
 def spec_changes(custom, batch, ns: str, names: list[str], endpoint: str, changes: int) -> dict:
@@ -295,6 +314,10 @@ def render(data: dict) -> str:
             ("idle reconcile passes/s", lambda r: r["idle"]["reconcile_passes_per_second"]),
             ("operator CPU per idle pass (ms)", lambda r: r["idle"]["cpu_ms_per_pass"]),
             ("idle window (s)", lambda r: r["idle"]["window_seconds"]),
+            ("operator idlePassesPerSecond / resyncSeconds (run setting)",
+             lambda r: f"{r['resync']['idle_passes_per_second']:g} / {r['resync']['resync_seconds']:g}" if "resync" in r else "2 / 30 (default)"),
+            ("safety-net resync period per index (s)", lambda r: r["idle"].get("resync_period_seconds", "-")),
+            ("window spans a whole resync period", lambda r: r["idle"].get("window_spans_resync_period", "no (not checked)")),
             ("spec change -> Job p50 (s)", lambda r: r["spec_change_to_job"].get("p50_seconds")),
             ("spec change -> Job p99 (s)", lambda r: r["spec_change_to_job"].get("p99_seconds")),
             ("spec changes observed", lambda r: f'{r["spec_change_to_job"]["observed"]}/{r["spec_change_to_job"]["changes"]}')]
@@ -319,7 +342,11 @@ def render(data: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--indexes", type=int, default=1000)
-    p.add_argument("--idle-seconds", type=float, default=60)
+    p.add_argument("--idle-seconds", type=float, default=None,
+                   help="idle window; default max(60, 1.2 x the resync period) so every index resyncs inside it")
+    p.add_argument("--resync-seconds", type=float, default=30.0, help="the operator's resyncSeconds for this run")
+    p.add_argument("--idle-passes-per-second", type=float, default=2.0,
+                   help="the operator's idlePassesPerSecond for this run (default: the product default)")
     p.add_argument("--settle-seconds", type=float, default=30)
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--adopt-timeout", type=float, default=420)

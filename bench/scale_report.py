@@ -69,7 +69,35 @@ def markdown(result: dict) -> str:
               "Sharded rows: build = train pod + slice pods + finalize pod; serving = one shard server per shard + one fan-out; "
               "QPS and p99 are through the fan-out. On one 2-core machine all shard servers and the fan-out share the same "
               "cores, so throughput here measures the fan-out's overhead, not the capacity N nodes would add.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + slice_reads(result))
+
+
+def slice_reads(result: dict) -> list[str]:
+    """Source bytes fetched per slice pod (``bench/scale_slice_reads.py``), if measured."""
+    reads = result.get("slice_reads")
+    if not reads:
+        return []
+    whole = reads["source_bytes_whole"]
+    lines = [
+        "## Source bytes fetched per slice pod",
+        "",
+        f"`{reads['command']}` (started {reads['started']}): {reads['vectors']:,} x {reads['dimension']} float32 as "
+        f"one S3 `.npy` object plus an ids object ({whole / 1e6:.1f} MB together, moto server), Flat shards. "
+        "Bytes are what each slice pod's S3 responses carried (the manifest's `sharding.slices[].sourceBytes`). "
+        "Before per-slice reads every slice pod downloaded both objects whole: "
+        f"{whole / 1e6:.1f} MB per pod.",
+        "",
+        "| shards | rule | MB fetched per slice (each) | share of the source | ideal 1/N | slice pod peak MB (max) |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for run in reads["runs"]:
+        got = [s["source_bytes"] for s in run["slices"]]
+        lines.append(
+            f"| {run['shards']} | {run['rule']} | {', '.join(f'{b / 1e6:.2f}' for b in got)} | "
+            f"{max(got) / whole:.4f} | {1 / run['shards']:.4f} | "
+            f"{max(s['peak_rss_bytes'] for s in run['slices']) / 2**20:.0f} |")
+    lines.append("")
+    return lines
 
 
 def figure(result: dict, path: Path) -> None:

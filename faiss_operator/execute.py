@@ -14,7 +14,7 @@ import kopf
 
 from indexops_api import constants as c
 from indexops_api.layout import index_prefix, pointer_key
-from faiss_operator import metrics, shard_objects
+from faiss_operator import metrics, shard_cleanup, shard_objects, shard_plan
 from faiss_operator.artifacts import bounded, store_for
 from faiss_operator.config import OperatorConfig
 from faiss_operator.kube import clients, is_conflict, is_not_found
@@ -37,7 +37,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
     api = clients()
     if plan.create_job is not None and spec is not None:
         job = build_job(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec, job=plan.create_job, config=config)
-        if spec.shards > 1:
+        if spec.sharded:
             job = shard_objects.train_job(job)
         try:
             api.batch.create_namespaced_job(obs.namespace, job)
@@ -46,8 +46,9 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
             if not is_conflict(exc):  # already exists: an earlier pass created it
                 raise
     if plan.create_stage is not None and spec is not None:
+        shards = shard_plan.planned_shards(spec, obs, plan.create_stage, config) if spec.auto_shards else None
         stage = shard_objects.build_stage_job(index=obs.name, namespace=obs.namespace, uid=obs.uid, spec=spec,
-                                              stage=plan.create_stage, config=config)
+                                              stage=plan.create_stage, config=config, shards=shards)
         try:
             api.batch.create_namespaced_job(obs.namespace, stage)
         except Exception as exc:
@@ -82,6 +83,7 @@ def execute(plan: Plan, obs: Observation, body: dict[str, Any], config: Operator
             _apply(api.apps.patch_namespaced_deployment, dep["metadata"]["name"], obs.namespace, dep)
             svc = build_service(**args)
             _apply(api.core.patch_namespaced_service, svc["metadata"]["name"], obs.namespace, svc)
+        shard_cleanup.prune_stale_shards(obs, served)  # old layout's extra shards, once the new one serves
     if plan.prune_versions and spec is not None:
         store = store_for(spec, obs.namespace, obs.name, config)
         prefix = index_prefix(spec.storage.prefix, obs.namespace, obs.name, spec.horizon)

@@ -18,7 +18,7 @@ import kopf
 
 from indexops_api import constants as c
 from indexops_api.status import EventReason
-from faiss_operator import metrics
+from faiss_operator import metrics, shard_cleanup
 from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
@@ -121,6 +121,7 @@ def index_deleted(name: str, namespace: str, body: kopf.Body, spec: dict[str, An
     """The finalizer's work: apply ``storage.deletionPolicy`` as ``deletion.decide_deletion`` says."""
     wake(namespace, name)  # stop the loop promptly
     metrics.forget(namespace, name)  # its per-index series would otherwise outlive it
+    shard_cleanup.forget(namespace, name)  # and its record of a clean shard layout
     parsed, error = parse_spec(dict(spec))
     selector = f"{c.LABEL_INDEX}={name},{c.LABEL_COMPONENT}=builder"
     jobs = [to_dict(j) for j in clients().batch.list_namespaced_job(namespace, label_selector=selector).items] if parsed else []

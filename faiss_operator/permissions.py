@@ -23,9 +23,10 @@ REQUIRED: dict[tuple[str, str], frozenset[str]] = {
     ("", "pods"): frozenset({"list"}),
     # replicas.py: only pods of a ReplicaSet controlled by the operator's Deployment report.
     ("apps", "replicasets"): frozenset({"list"}),
-    # execute.py server-side applies (may create) serving objects; observe reads/watches Deployments.
-    ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch"}),
-    ("", "services"): frozenset({"create", "patch"}),
+    # execute.py server-side applies (may create) serving objects; observe reads/watches Deployments;
+    # shard_cleanup.py lists an index's shard Deployments/Services and deletes those of a stale layout.
+    ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch", "delete"}),
+    ("", "services"): frozenset({"create", "patch", "list", "delete"}),
     # kopf.event() posts core/v1 Events.
     ("", "events"): frozenset({"create"}),
 }

@@ -26,6 +26,7 @@ def serving_fields(obs: Observation, m: Manifest) -> dict:
         "vectors": m.vectors,
         "size_bytes": m.size_bytes,
         "shards": m.sharding.shards if m.sharding is not None and not m.sharding.merged else 1,
+        "shards_reason": m.sharding.auto_reason if m.sharding is not None else None,
         "serving_since": timestamp(obs.now),
         "drift": None,  # a fresh version was just built from the source
     }

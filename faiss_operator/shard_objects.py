@@ -50,7 +50,8 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_stage_job(*, index: str, namespace: str, uid: str, spec: FaissIndexSpec, stage: StageToCreate,
-                    config: OperatorConfig) -> dict[str, Any]:
+                    config: OperatorConfig, shards: int | None = None) -> dict[str, Any]:
+    """``shards``: the count the train stage planned (``autoShards``); ``spec.shards`` otherwise."""
     name = stage_job_name(stage.parent, stage.stage)
     job = build_job(index=index, namespace=namespace, uid=uid, spec=spec, config=config,
                     job=JobToCreate(name=name, version=stage.version, build_key=stage.build_key, number=stage.number,
@@ -64,7 +65,8 @@ def build_stage_job(*, index: str, namespace: str, uid: str, spec: FaissIndexSpe
     if stage.stage == SHARDS:
         body = job["spec"]
         body.pop("backoffLimit", None)  # per slice instead
-        body.update(completions=spec.shards, parallelism=spec.shards, completionMode="Indexed",
+        count = shards or spec.shards
+        body.update(completions=count, parallelism=count, completionMode="Indexed",
                     backoffLimitPerIndex=max(1, spec.build.backoff_limit), maxFailedIndexes=0)
     return job
 
@@ -123,3 +125,34 @@ def sharded_serving_objects(*, index: str, namespace: str, uid: str, spec: Faiss
     objects.append(build_fanout_deployment(index=index, namespace=namespace, uid=uid, spec=spec, config=config))
     objects.append(build_service(index=index, namespace=namespace, uid=uid, spec=spec))
     return objects
+
+
+def shard_selector(index: str) -> str:
+    """Label selector of every shard Deployment/Service of one index (any shard count)."""
+    return f"{c.LABEL_INDEX}={index},{c.LABEL_COMPONENT}={SHARD_COMPONENT}"
+
+
+def new_layout_serves(*, desired: int, ready: int, reports: tuple[tuple[str | None, str | None], ...],
+                      current: str | None) -> bool:
+    """Every replica of the serving Deployment (fan-out or plain server) is ready and reports the current version.
+
+    ``reports`` are (stable version, error) per replica asked. Pods of the old topology refuse
+    a version of the new layout, so this holds only once the new layout answers queries.
+    """
+    if current is None or desired < 1 or ready < desired or len(reports) < desired:
+        return False
+    return all(error is None and stable == current for stable, error in reports)
+
+
+def stale_shards(existing: list[tuple[str, str | None]], served: int) -> list[str]:
+    """Names of shard objects (name, shard label) whose shard number the serving layout no longer has.
+
+    ``served`` is the serving version's shard count; 1 means no shard objects at all. An
+    object without a readable shard label is left alone (it is not one the operator made).
+    """
+    keep = served if served > 1 else 0
+    out = []
+    for name, shard in existing:
+        if shard is not None and shard.isdigit() and int(shard) >= keep:
+            out.append(name)
+    return sorted(out)

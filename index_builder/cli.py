@@ -64,7 +64,7 @@ def execute(request_path: Path | None, workdir: Path | None, env: dict[str, str]
     """Run one build; returns the process exit code."""
     try:
         request = load_request(request_path, env)
-        if request.spec.shards > 1:
+        if request.spec.sharded:
             outcome = sharded.run_stage(request, env, workdir)
             if outcome is None:  # a train or slice stage: its files are in the version's staging area
                 log.info("stage finished", extra={"stage": env.get(sharded.ENV_STAGE)})

@@ -33,7 +33,9 @@ from index_builder.sharded import (
     PLAN_FILE, QUERY_VECTORS_FILE, TRAINED_FILE, Context, _scratch, shard_ids_file, shard_index_file,
     shard_result_file, trained_state_digest,
 )
-from indexops_api.manifest import CheckResult, FileEntry, Measurements, ShardFile, Sharding, SourceFingerprint, Timings
+from indexops_api.manifest import (
+    SHARD_RULE, CheckResult, FileEntry, Measurements, ShardFile, Sharding, SliceRows, SourceFingerprint, Timings,
+)
 from indexops_api.shards import merge_topk
 from indexops_api.spec import FaissIndexSpec, Metric, ShardMerge
 
@@ -53,7 +55,8 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
         work = Path(tmp)
         plan = ctx.read_plan(work)
         t0 = time.perf_counter()
-        results = [_read_result(ctx, work, shard, plan) for shard in range(spec.shards)]
+        shards = int(plan["shards"])  # spec.shards, or what autoShards chose in the train stage
+        results = [_read_result(ctx, work, shard, plan) for shard in range(shards)]
         k = int(plan["k"])
         larger = spec.metric is not Metric.L2
         _, exact = merge_topk([r["exact_distances"] for r in results], [r["exact_ids"] for r in results], k,
@@ -70,7 +73,7 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
             checks.check_no_duplicate_ids(fan_i),
             checks.check_distances_monotonic(fan_d.astype(np.float32), fan_i, spec.metric),
         ]
-        shard_bytes = sum(_size(ctx, shard_index_file(s)) for s in range(spec.shards))
+        shard_bytes = sum(_size(ctx, shard_index_file(s)) for s in range(shards))
         merged = _should_merge(spec, plan, shard_bytes)
         rows_path = work / publish.QUERIES_FILE
         np.save(rows_path, np.asarray(plan["heldOut"], dtype=np.int64), allow_pickle=False)
@@ -90,7 +93,10 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
             entries += publish.file_entries([rows_path])
         validate_seconds = time.perf_counter() - t0
         sharding = Sharding(
-            shards=spec.shards, trained_state_sha256=plan["trainedStateSha256"], merged=merged,
+            shards=shards, trained_state_sha256=plan["trainedStateSha256"], merged=merged,
+            rule=plan.get("rule", SHARD_RULE), auto_reason=plan.get("autoReason"),
+            slices=[SliceRows(shard=s, first_row=int(r["first_row"]), rows=int(r["source_rows"]),
+                              source_bytes=int(r["source_bytes"])) for s, r in enumerate(results) if "first_row" in r],
             shard_files=[] if merged else [
                 ShardFile(shard=s, index_file=shard_index_file(s), ids_file=shard_ids_file(s), vectors=int(r["vectors"]))
                 for s, r in enumerate(results)
@@ -102,7 +108,7 @@ def finalize(ctx: Context, workdir: Path | None = None) -> Outcome:
                                           memory_bytes=sum(e.size for e in entries[:-1])),
                              checks_run, validate_seconds)
         written = publish.commit(ctx.store, ctx.prefix, manifest)
-    log.info("sharded version committed", extra={"manifest": uri, "shards": spec.shards, "merged": merged,
+    log.info("sharded version committed", extra={"manifest": uri, "shards": shards, "merged": merged,
                                                  "recallAtK": recall, "p99Ms": p99})
     return Outcome(manifest, not written, uri)
 
@@ -136,6 +142,8 @@ def serving_memory_limit(spec: FaissIndexSpec) -> int:
 
 
 def _should_merge(spec: FaissIndexSpec, plan: dict[str, Any], shard_bytes: int) -> bool:
+    if int(plan["shards"]) == 1:  # autoShards chose one: the only slice is the index, served as usual
+        return True
     if spec.shard_merge is ShardMerge.NEVER or not mergeable(plan["factory"]):
         return False
     fits = shard_bytes * MERGE_HEADROOM <= serving_memory_limit(spec)
@@ -155,9 +163,12 @@ def _merge(ctx: Context, work: Path, plan: dict[str, Any], results: list[dict[st
         state = trained_state_digest(part)
         if state != plan["trainedStateSha256"]:
             raise BuildError(f"slice {shard}'s trained state {state[:12]} differs from the trained index's; not merging")
-        # IVF lists store ids: shift the slice's positions behind what is merged so far;
-        # flat codes are positional and refuse an offset.
-        index.merge_from(part, index.ntotal if faiss.try_extract_index_ivf(index) is not None else 0)
+        if len(results) == 1:  # one slice (autoShards): it is the index, whatever its type (HNSW has no merge_from)
+            index = part
+        else:
+            # IVF lists store ids: shift the slice's positions behind what is merged so far;
+            # flat codes are positional and refuse an offset.
+            index.merge_from(part, index.ntotal if faiss.try_extract_index_ivf(index) is not None else 0)
         del part
         path.unlink()
         shard_ids = np.load(ctx.download(shard_ids_file(shard), work / shard_ids_file(shard), what=f"slice {shard}"))

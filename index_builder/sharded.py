@@ -9,8 +9,9 @@ A spec with ``shards: N > 1`` is built by three kinds of pod, each a plain run o
    last: the stage's commit marker) into the version's prefix. Nothing there is a
    version until ``manifest.json`` exists.
 2. ``shard`` (an Indexed Job, ``JOB_COMPLETION_INDEX`` = the slice): verifies the
-   trained file's sha256 and the digest of its trained state, adds only the rows whose
-   id hashes to its slice (``indexops_api.shards.shard_of``), answers the held-out
+   trained file's sha256 and the digest of its trained state, reads and adds only its
+   slice's contiguous source rows (``indexops_api.shards.row_ranges``, planned by the
+   train stage; ``index_builder.source_slice`` fetches just those rows), answers the held-out
    queries on its slice (approximate, and exact by brute force) so the whole index can
    be measured without any pod holding all of it, appends its held-out rows, and uploads
    ``shard-NNN.faiss``, ``shard-NNN-ids.npy`` and ``shard-NNN-result.npz`` (last). A
@@ -20,9 +21,8 @@ A spec with ``shards: N > 1`` is built by three kinds of pod, each a plain run o
    shards, measures the whole index and commits the manifest.
 
 Without ``FAISS_BUILD_STAGE`` (``faissctl build``, benchmarks) ``run_all`` runs the three
-stages in one process, in order. Memory per slice pod is its slice's index plus the
-memory-mapped pages it touches; a streamed source (S3 prefix, Parquet, PostgreSQL) is
-read whole by every pod, which the docs list as a limit.
+stages in one process, in order. Memory and source reads per slice pod are its slice's
+share (plus headers/footers); only the train stage reads the whole source.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ import faiss
 import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
-from index_builder import build, checks, holdout, measure, params, preflight, publish, source
+from index_builder import build, checks, holdout, measure, params, preflight, publish, source, source_slice
 from index_builder.errors import BuildError, RequestInvalid, SourceInvalid, StorageFailure
 from index_builder.pipeline import Outcome, seed_for
 from indexops_api.build_request import BuildRequest
 from indexops_api.layout import version_prefix
-from indexops_api.shards import shard_of
+from indexops_api.shards import PLAN_FILE, RULE_ROWS, auto_shard_count, row_ranges
 from indexops_api.spec import FaissIndexSpec, IndexType
 from indexops_store.s3 import ArtifactStore, StorageError, make_client, sha256_file
 
@@ -57,7 +57,7 @@ ENV_STAGE = "FAISS_BUILD_STAGE"
 ENV_INDEX = "JOB_COMPLETION_INDEX"  # set by the Job controller on every pod of an Indexed Job
 STAGES = ("train", "shard", "finalize")
 TRAINED_FILE = "trained.faiss"
-PLAN_FILE = "shard-plan.json"
+
 QUERY_VECTORS_FILE = "validation-query-vectors.npy"
 
 
@@ -152,7 +152,7 @@ def run_stage(request: BuildRequest, env: Mapping[str, str], workdir: Path | Non
         return None
     if stage == "shard":
         raw = env.get(ENV_INDEX, "")
-        if not raw.isdigit() or int(raw) >= request.spec.shards:
+        if not raw.isdigit() or (not request.spec.auto_shards and int(raw) >= request.spec.shards):
             raise RequestInvalid(f"{ENV_INDEX}={raw!r} is not a slice number below shards={request.spec.shards}")
         add_slice(ctx, env, int(raw), workdir)
         return None
@@ -164,8 +164,8 @@ def run_all(request: BuildRequest, env: Mapping[str, str], workdir: Path | None 
     from index_builder import shard_finalize
 
     ctx = Context.of(request)
-    train(ctx, env, workdir)
-    for shard in range(request.spec.shards):
+    plan = train(ctx, env, workdir)
+    for shard in range(int(plan.get("shards", request.spec.shards))):
         add_slice(ctx, env, shard, workdir)
     return shard_finalize.finalize(ctx, workdir)
 
@@ -203,17 +203,18 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         matrix = loaded.vectors
         n = checks.check_shape(matrix.shape, matrix.dtype, name=loaded.uri, dimension=spec.dimension)
         index_type, resolved, factory = _resolve(spec, n)
+        shards, reason = choose_shards(spec, index_type, resolved, factory, n)
         if index_type is not None:
             checks.check_count(n, name=loaded.uri, min_vectors=spec.validation.min_vectors,
                                index_type=index_type, resolved=resolved)
-            per_slice = preflight.estimate_typed(index_type, resolved, n=math.ceil(n / spec.shards),
+            per_slice = preflight.estimate_typed(index_type, resolved, n=math.ceil(n / shards),
                                                  dimension=spec.dimension, queries=spec.validation.queries,
                                                  k=spec.validation.k)
             preflight.check_memory(per_slice, preflight.memory_budget(spec),
-                                   what=f"one slice of {factory!r} ({n} vectors / {spec.shards} shards)",
+                                   what=f"one slice of {factory!r} ({n} vectors / {shards} shards)",
                                    source=preflight.budget_source(spec))
         checks.check_values(matrix, name=loaded.uri, metric=spec.metric)
-        _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
+        ids = _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
         load_seconds = time.perf_counter() - t0
         seed = seed_for(request.build_key)
         try:
@@ -232,10 +233,12 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         queries_path = work / QUERY_VECTORS_FILE
         np.save(queries_path, build.prepare(matrix[held], spec.metric), allow_pickle=False)
         plan = {
-            "buildKey": request.build_key, "vectors": n, "shards": spec.shards, "heldOut": held.tolist(),
+            "buildKey": request.build_key, "vectors": n, "shards": shards, "autoReason": reason,
+            "heldOut": held.tolist(),
             "factory": factory, "indexType": index_type.value if index_type else None,
             "parameters": resolved.build, "searchParameters": search, "k": spec.validation.k,
             "trainedSha256": sha256_file(trained_path), "trainedStateSha256": trained_state_digest(index),
+            "rule": RULE_ROWS, "slices": plan_slices(ids, shards),
             "source": {"uri": loaded.uri, "etag": loaded.etag, "lastModified": loaded.last_modified,
                        "watermark": loaded.watermark, "contentHash": loaded.content_hash,
                        "windowAnchor": loaded.window_anchor},
@@ -244,9 +247,31 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         ctx.upload(trained_path)
         ctx.upload(queries_path)
         ctx.put_json(PLAN_FILE, plan)  # last: the stage's commit marker
-    log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": spec.shards,
+    log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": shards, "why": reason,
                                                 "heldOut": len(held), "trainedStateSha256": plan["trainedStateSha256"]})
     return plan
+
+
+def choose_shards(spec: FaissIndexSpec, index_type: IndexType | None, resolved: params.ResolvedParameters,
+                  factory: str, n: int) -> tuple[int, str | None]:
+    """``spec.shards``, or with ``autoShards`` the count the serving memory limit needs (and why)."""
+    if not spec.auto_shards:
+        return spec.shards, None
+    from index_builder.shard_finalize import serving_memory_limit  # finalize imports this module
+
+    size = (preflight.index_bytes(index_type, resolved.build, n, spec.dimension) if index_type is not None
+            else preflight.factory_index_bytes(factory, n, spec.dimension))
+    return auto_shard_count(size + 8 * n, n, serving_memory_limit(spec))  # + the ids
+
+
+def plan_slices(ids: np.ndarray, shards: int) -> list[dict[str, Any]]:
+    """Every slice's rows and, for sources read by id range (PostgreSQL: rows in id order), its ids."""
+    n, out = len(ids), []
+    for shard, (first, rows) in enumerate(row_ranges(n, shards)):
+        end = first + rows
+        out.append({"shard": shard, "firstRow": first, "rows": rows,
+                    "firstId": int(ids[first]) if rows else None, "endId": int(ids[end]) if end < n else None})
+    return out
 
 
 def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | None = None) -> dict[str, Any]:
@@ -255,6 +280,8 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
     with _scratch(workdir) as tmp:
         work = Path(tmp)
         plan = ctx.read_plan(work)
+        if shard >= int(plan["shards"]):
+            raise RequestInvalid(f"{ENV_INDEX}={shard} is not a slice number below the planned {plan['shards']} shards")
         trained = ctx.download(TRAINED_FILE, work / TRAINED_FILE, what="the trained index")
         if sha256_file(trained) != plan["trainedSha256"]:
             raise BuildError(f"{TRAINED_FILE} does not match the sha256 recorded by the train stage")
@@ -263,17 +290,19 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
         if state != plan["trainedStateSha256"]:
             raise BuildError(f"trained state digest {state[:12]} != {plan['trainedStateSha256'][:12]} from the train stage")
         t0 = time.perf_counter()
-        loaded = source.load(spec, env, work)
-        matrix = loaded.vectors
-        n = checks.check_shape(matrix.shape, matrix.dtype, name=loaded.uri, dimension=spec.dimension)
-        if n != plan["vectors"]:
-            raise SourceInvalid(f"{loaded.uri} has {n} vectors now but {plan['vectors']} when the index was trained; "
-                                "the source changed during the build")
-        ids = _ids(loaded, n)
+        planned = plan["slices"][shard]
+        got = source_slice.load_slice(spec, env, source_slice.Planned(
+            vectors=int(plan["vectors"]), first=int(planned["firstRow"]), rows=int(planned["rows"]),
+            etag=plan["source"]["etag"], first_id=planned["firstId"], end_id=planned["endId"],
+            window_anchor=plan["source"]["windowAnchor"]), work)
+        matrix, ids = got.vectors, got.ids  # this slice's rows only; positions below are local
+        first = int(planned["firstRow"])
         held = np.asarray(plan["heldOut"], dtype=np.int64)
-        mine = np.nonzero(shard_of(ids, spec.shards) == shard)[0]
-        mine_held = np.intersect1d(mine, held)
-        mine_kept = np.setdiff1d(mine, held)
+        held = held[(held >= first) & (held < first + len(ids))] - first
+        mine_held = np.sort(held)
+        mine_kept = np.setdiff1d(np.arange(len(ids), dtype=np.int64), mine_held)
+        log.info("slice rows read", extra={"shard": shard, "firstRow": first, "rows": len(ids),
+                                           "fetchedBytes": got.fetched_bytes})
         load_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         step = build.batch_rows(spec.dimension)
@@ -299,7 +328,8 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
             "exact_ids": _to_ids(exact_pos, kept_ids), "exact_distances": exact_d,
             "latency_seconds": np.asarray(latency), "vectors": np.int64(index.ntotal),
             "measured_vectors": np.int64(len(mine_kept)), "load_seconds": np.float64(load_seconds),
-            "add_seconds": np.float64(add_seconds),
+            "add_seconds": np.float64(add_seconds), "first_row": np.int64(first),
+            "source_rows": np.int64(len(ids)), "source_bytes": np.int64(got.fetched_bytes),
         }
         result_path = work / shard_result_file(shard)
         buffer = io.BytesIO()
@@ -309,7 +339,7 @@ def add_slice(ctx: Context, env: Mapping[str, str], shard: int, workdir: Path | 
         ctx.upload(index_path)
         ctx.upload(ids_path)
         ctx.upload(result_path)  # last: the slice's commit marker
-    log.info("slice published", extra={"shard": shard, "of": spec.shards, "vectors": int(len(shard_ids)),
+    log.info("slice published", extra={"shard": shard, "of": plan["shards"], "vectors": int(len(shard_ids)),
                                        "addSeconds": round(add_seconds, 3)})
     return result
 

@@ -56,6 +56,29 @@ def row_count(fh: IO[bytes], columns: Columns, *, name: str, dimension: int) -> 
     return pf.metadata.num_rows
 
 
+def open_checked(fh: IO[bytes], columns: Columns, *, name: str, dimension: int) -> pq.ParquetFile:
+    """The file (footer read, schema checked); its row groups can then be read one by one."""
+    pf = _open(fh, name)
+    check_schema(pf.schema_arrow, columns, name=name, dimension=dimension)
+    return pf
+
+
+def read_row_group(pf: pq.ParquetFile, group: int, columns: Columns, dimension: int, *,
+                   name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """One row group's vectors (and ids): only its column chunks of the two columns are read."""
+    wanted = [columns.vector] + ([columns.id] if columns.id else [])
+    first = sum(pf.metadata.row_group(g).num_rows for g in range(group))
+    try:
+        table = pf.read_row_group(group, columns=wanted)
+        vectors = vectors_of(table.column(columns.vector).combine_chunks(), dimension, name=name,
+                             column=columns.vector, first_row=first)
+        ids = ids_of(table.column(columns.id).combine_chunks(), name=name, column=columns.id,
+                     first_row=first) if columns.id else None
+    except pa.ArrowException as exc:
+        raise SourceInvalid(f"{name}: unreadable Parquet data: {exc}") from exc
+    return vectors, ids
+
+
 def read_into(
     fh: IO[bytes], columns: Columns, out: np.ndarray, out_ids: np.ndarray | None, *, start: int, name: str
 ) -> int:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -59,16 +59,48 @@ def _check_window(pg: PostgresSource) -> None:
         parse_duration(pg.window.last)
 
 
-def base_select(pg: PostgresSource) -> sql.Composed:
+def base_select(pg: PostgresSource, now: datetime | None = None) -> sql.Composed:
     """``SELECT id, vector[, time] FROM <table | (query) AS src> [WHERE time >= now() - window]``."""
     _check_window(pg)
-    return pg_shared.base_select(pg)
+    return pg_shared.base_select(pg, now)
 
 
-def data_query(pg: PostgresSource) -> sql.Composed:
-    """The streamed statement: ordered by id so a rebuild adds rows in the same order."""
-    relation = None if pg.table else "src"
-    return sql.SQL("{} ORDER BY {}").format(base_select(pg), pg_shared.column(pg.id_column, relation))
+IdRange = tuple[int, int | None]  # [first id, end id) of one slice; None: no upper bound
+
+
+def data_query(pg: PostgresSource, id_range: IdRange | None = None, now: datetime | None = None) -> sql.Composed:
+    """The streamed statement: ordered by id so a rebuild adds rows in the same order.
+
+    With ``id_range`` (a slice pod) only the ids ``first <= id < end`` are selected: the
+    predicate wraps the same select, so the server can use an index on the id column and
+    only the slice's rows cross the network. ``now`` fixes a window's start at the train
+    stage's snapshot time, so every slice selects the window the train stage counted.
+    """
+    if id_range is None:
+        relation = None if pg.table else "src"
+        return sql.SQL("{} ORDER BY {}").format(base_select(pg), pg_shared.column(pg.id_column, relation))
+    return sql.SQL("SELECT * FROM ({}) AS sliced WHERE {} ORDER BY {}").format(
+        base_select(pg, now), _range_predicate(pg, id_range), _sliced_id(pg))
+
+
+def slice_stats_query(pg: PostgresSource, id_range: IdRange, now: datetime | None = None) -> sql.Composed:
+    """Row count of one slice's id range (and the newest timestamp, as ``stats_query``)."""
+    _check_window(pg)
+    newest = sql.SQL("max(sliced.{})").format(sql.Identifier(pg.window.column.split(".")[-1])) if pg.window else sql.SQL("NULL")
+    return sql.SQL("SELECT count(*), {} FROM ({}) AS sliced WHERE {}").format(
+        newest, base_select(pg, now), _range_predicate(pg, id_range))
+
+
+def _sliced_id(pg: PostgresSource) -> sql.Identifier:
+    return sql.Identifier("sliced", pg.id_column.split(".")[-1])
+
+
+def _range_predicate(pg: PostgresSource, id_range: IdRange) -> sql.Composed:
+    first, end = id_range
+    lower = sql.SQL("{} >= {}").format(_sliced_id(pg), sql.Literal(int(first)))
+    if end is None:
+        return lower
+    return sql.SQL("{} AND {} < {}").format(lower, _sliced_id(pg), sql.Literal(int(end)))
 
 
 def stats_query(pg: PostgresSource) -> sql.Composed:
@@ -81,9 +113,14 @@ source_uri = pg_shared.source_uri
 
 
 def read(
-    pg: PostgresSource, env: Mapping[str, str], *, dimension: int, on_count: Callable[[int], None] | None = None
+    pg: PostgresSource, env: Mapping[str, str], *, dimension: int, on_count: Callable[[int], None] | None = None,
+    id_range: IdRange | None = None, window_anchor: datetime | None = None,
 ) -> PostgresRows:
-    """Stream the rows; ``on_count`` gets the row count (from ``count(*)``) before any vector is read."""
+    """Stream the rows; ``on_count`` gets the row count (from ``count(*)``) before any vector is read.
+
+    ``id_range``: only that slice's rows (a slice pod of a sharded build); ``window_anchor``:
+    the train stage's ``now()``, so a window means the same rows in every slice.
+    """
     dsn = env.get(ENV_POSTGRES_DSN, "").strip()
     if not dsn:
         raise CredentialsMissing(
@@ -102,17 +139,25 @@ def read(
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         try:
-            return _stream(conn, pg, uri, dimension, on_count)
+            return _stream(conn, pg, uri, dimension, on_count, id_range, window_anchor)
         except psycopg.Error as exc:
             raise _query_failure(exc, uri, dsn) from None
 
 
 def _stream(
-    conn: psycopg.Connection, pg: PostgresSource, uri: str, dimension: int, on_count: Callable[[int], None] | None
+    conn: psycopg.Connection, pg: PostgresSource, uri: str, dimension: int, on_count: Callable[[int], None] | None,
+    id_range: IdRange | None = None, window_anchor: datetime | None = None,
 ) -> PostgresRows:
     started = time.monotonic()
     _check_window(pg)
-    stats = pg_shared.read_stats(conn, pg)  # the same statement as the operator's drift probe
+    if id_range is None:
+        stats = pg_shared.read_stats(conn, pg)  # the same statement as the operator's drift probe
+    else:
+        with conn.cursor() as cur:
+            cur.execute(slice_stats_query(pg, id_range, window_anchor), binary=True)
+            row = cur.fetchone()
+        assert row is not None
+        stats = pg_shared.SourceStats(int(row[0]), pg_shared.format_watermark(row[1]))
     anchor = _transaction_now(conn) if pg.window else None  # now() is fixed for the whole transaction
     total = stats.count
     if total == 0:
@@ -127,7 +172,7 @@ def _stream(
     done, last_log = 0, started
     with conn.cursor(name="faiss_source") as cur:
         cur.itersize = pg.batch_size
-        cur.execute(data_query(pg))
+        cur.execute(data_query(pg, id_range, window_anchor if id_range is not None else None))
         while True:
             batch = cur.fetchmany(pg.batch_size)
             if not batch:

@@ -100,6 +100,7 @@ class ObjectReader(io.RawIOBase):
     def __init__(self, client: Any, obj: S3Object):
         super().__init__()
         self._client, self._obj, self._pos = client, obj, 0
+        self.fetched = 0  # body bytes received, for the per-slice read figures
 
     def readable(self) -> bool:
         return True
@@ -129,6 +130,7 @@ class ObjectReader(io.RawIOBase):
             raise _error(exc, self._obj.uri) from exc
         view[: len(data)] = data
         self._pos += len(data)
+        self.fetched += len(data)
         return len(data)
 
 
@@ -136,29 +138,10 @@ def open_object(client: Any, obj: S3Object, buffer_size: int = 1 << 20) -> io.Bu
     return io.BufferedReader(ObjectReader(client, obj), buffer_size=buffer_size)
 
 
-@dataclass(frozen=True)
-class _NpyLayout:
-    obj: S3Object
-    rows: int
-    dtype: np.dtype
-    offset: int
-
-
-def _npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
-    layout = npy_header(client, obj, dimension)
-    if layout is None:
-        raise SourceInvalid(f"{obj.uri}: unsupported .npy version (3.0); save it with numpy.save defaults")
-    return layout
-
-
-def npy_header(client: Any, obj: S3Object, dimension: int) -> _NpyLayout | None:
-    """Shape, dtype and data offset from the header alone (ranged GETs of the first bytes).
-
-    Checks the shape against ``dimension`` and the object size against the header, so a
-    wrong or truncated object fails before its data is read. None for format 3.0 headers,
-    which only ``numpy.load`` parses.
-    """
-    with open_object(client, obj, buffer_size=64 * 1024) as fh:
+def raw_npy_header(client: Any, obj: S3Object) -> tuple[tuple[int, ...], bool, np.dtype, int, int] | None:
+    """(shape, fortran, dtype, data offset, bytes fetched) of a ``.npy`` object's header; None for format 3.0."""
+    reader = ObjectReader(client, obj)
+    with io.BufferedReader(reader, buffer_size=4096) as fh:  # headers are ~128 bytes
         try:
             version = np.lib.format.read_magic(fh)
         except (ValueError, EOFError) as exc:
@@ -175,6 +158,36 @@ def npy_header(client: Any, obj: S3Object, dimension: int) -> _NpyLayout | None:
         offset = fh.tell()
     if dtype.hasobject:
         raise SourceInvalid(f"{obj.uri} holds Python objects (dtype {dtype}); store a numeric array")
+    return tuple(shape), fortran, dtype, offset, reader.fetched
+
+
+@dataclass(frozen=True)
+class _NpyLayout:
+    obj: S3Object
+    rows: int
+    dtype: np.dtype
+    offset: int
+    header_bytes: int = 0  # bytes fetched to read the header
+
+
+def npy_layout(client: Any, obj: S3Object, dimension: int) -> _NpyLayout:
+    layout = npy_header(client, obj, dimension)
+    if layout is None:
+        raise SourceInvalid(f"{obj.uri}: unsupported .npy version (3.0); save it with numpy.save defaults")
+    return layout
+
+
+def npy_header(client: Any, obj: S3Object, dimension: int) -> _NpyLayout | None:
+    """Shape, dtype and data offset from the header alone (ranged GETs of the first bytes).
+
+    Checks the shape against ``dimension`` and the object size against the header, so a
+    wrong or truncated object fails before its data is read. None for format 3.0 headers,
+    which only ``numpy.load`` parses.
+    """
+    raw = raw_npy_header(client, obj)
+    if raw is None:
+        return None
+    shape, fortran, dtype, offset, fetched = raw
     rows = checks.check_shape(tuple(shape), dtype, name=obj.uri, dimension=dimension)
     if fortran and rows > 1:
         raise SourceInvalid(f"{obj.uri} is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)")
@@ -182,7 +195,7 @@ def npy_header(client: Any, obj: S3Object, dimension: int) -> _NpyLayout | None:
     if obj.size < expected:
         raise SourceInvalid(f"{obj.uri} is truncated: its header declares shape {tuple(shape)} {dtype} "
                             f"({expected} bytes) but the object holds {obj.size} bytes")
-    return _NpyLayout(obj, rows, dtype, offset)
+    return _NpyLayout(obj, rows, dtype, offset, fetched)
 
 
 def read_npy_objects(
@@ -192,32 +205,42 @@ def read_npy_objects(
 
     ``on_count`` gets the total row count from the headers before any data is read.
     """
-    layouts = [_npy_layout(client, o, dimension) for o in objects]
+    layouts = [npy_layout(client, o, dimension) for o in objects]
     if on_count is not None:
         on_count(sum(lay.rows for lay in layouts))
     out = np.empty((sum(lay.rows for lay in layouts), dimension), dtype=np.float32)
     start = 0
     for lay in layouts:
-        reader = ObjectReader(client, lay.obj)
-        reader.seek(lay.offset)
-        row_bytes = dimension * lay.dtype.itemsize
-        step = max(1, CHUNK_BYTES // row_bytes)
-        for first in range(0, lay.rows, step):
-            count = min(step, lay.rows - first)
-            target = out[start + first : start + first + count]
-            if lay.dtype == np.dtype("<f4"):
-                got = _read_exactly(reader, memoryview(target).cast("B"))
-            else:
-                raw = bytearray(count * row_bytes)
-                got = _read_exactly(reader, memoryview(raw))
-                target[...] = np.frombuffer(raw, dtype=lay.dtype).reshape(count, dimension)
-            if got != count * row_bytes:
-                raise SourceInvalid(f"{lay.obj.uri} ended after {got} of {count * row_bytes} bytes of rows {first}..")
+        read_npy_rows(client, lay, 0, lay.rows, out[start:start + lay.rows])
         start += lay.rows
     return out
 
 
-def _read_exactly(reader: ObjectReader, view: memoryview) -> int:
+def read_npy_rows(client: Any, lay: _NpyLayout, first: int, count: int, out: np.ndarray) -> int:
+    """Rows ``first .. first+count`` of one ``.npy`` object into ``out`` (float32) by ranged GETs; bytes fetched.
+
+    Only those rows' bytes are requested, so a slice of a large object costs its share.
+    """
+    dimension = out.shape[1]
+    reader = ObjectReader(client, lay.obj)
+    row_bytes = dimension * lay.dtype.itemsize
+    reader.seek(lay.offset + first * row_bytes)
+    step = max(1, CHUNK_BYTES // row_bytes)
+    for done in range(0, count, step):
+        rows = min(step, count - done)
+        target = out[done:done + rows]
+        if lay.dtype == np.dtype("<f4"):
+            got = read_exactly(reader, memoryview(target).cast("B"))
+        else:
+            raw = bytearray(rows * row_bytes)
+            got = read_exactly(reader, memoryview(raw))
+            target[...] = np.frombuffer(raw, dtype=lay.dtype).reshape(rows, dimension)
+        if got != rows * row_bytes:
+            raise SourceInvalid(f"{lay.obj.uri} ended after {got} of {rows * row_bytes} bytes of rows {first + done}..")
+    return reader.fetched
+
+
+def read_exactly(reader: ObjectReader, view: memoryview) -> int:
     done = 0
     while done < len(view):
         got = reader.readinto(view[done:])

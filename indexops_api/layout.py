@@ -32,6 +32,7 @@ BUILD_FIELDS: dict[str, object] = {
     "validation": {"k", "queries"},
     "shards": True,
     "shard_merge": True,
+    "auto_shards": True,
 }
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 MAX_NAME = 63
@@ -44,9 +45,14 @@ def build_key(spec: FaissIndexSpec) -> str:
     (``index_builder.auto.target_recall``), so there that gate shapes the build too.
     """
     relevant = spec.model_dump(mode="json", by_alias=True, include=BUILD_FIELDS)
-    if spec.shards == 1:  # unsharded specs keep the digest they had before shards existed
+    if not spec.sharded:  # unsharded specs keep the digest they had before shards existed
         relevant.pop("shards", None)
         relevant.pop("shardMerge", None)
+    if not spec.auto_shards:
+        relevant.pop("autoShards", None)
+    else:  # the count follows the serving memory limit: a new limit is a new layout
+        limits = (spec.serving.resources.limits or {}) if spec.serving.resources else {}
+        relevant["servingMemory"] = limits.get("memory")
     if spec.index_type == IndexType.AUTO and spec.tuning is None:
         relevant["validation"]["minRecall"] = spec.validation.min_recall
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))

@@ -110,7 +110,16 @@ class Timings(ApiModel):
     total_seconds: float
 
 
-SHARD_RULE = "splitmix64(id) mod shards"
+SHARD_RULE = "splitmix64(id) mod shards"  # manifests written before slices were row ranges
+
+
+class SliceRows(ApiModel):
+    """Which source rows one slice added, and how many source bytes its pod fetched for them."""
+
+    shard: Annotated[int, Field(ge=0)]
+    first_row: Annotated[int, Field(ge=0)]
+    rows: Annotated[int, Field(ge=0)]
+    source_bytes: Annotated[int, Field(ge=0)] = 0
 
 
 class ShardFile(ApiModel):
@@ -125,8 +134,9 @@ class ShardFile(ApiModel):
 class Sharding(ApiModel):
     """How a sharded version was built and what serving must load.
 
-    ``rule`` assigns every source row to a slice from its id alone, so a rebuild puts the
-    same id in the same slice. ``trainedStateSha256`` is the digest of the trained empty
+    ``rule`` says how source rows were assigned to slices: ``contiguous row ranges in source
+    order`` (``slices`` lists each slice's first row and row count; every slice pod read
+    only those rows) or, in manifests written before that, ``splitmix64(id) mod shards``. ``trainedStateSha256`` is the digest of the trained empty
     index every slice started from; the finalize step refuses shards whose trained state
     differs. ``merged``: the slices were merged into ``indexFile`` (one index, served as
     usual); otherwise ``shardFiles`` lists every shard and only shard-aware serving (the
@@ -138,6 +148,8 @@ class Sharding(ApiModel):
     trained_state_sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
     merged: bool
     shard_files: list[ShardFile] = []
+    slices: list[SliceRows] = []
+    auto_reason: str | None = None  # autoShards: why the train stage chose this shard count
 
 
 class Manifest(ApiModel):

@@ -2,7 +2,12 @@
 
 Two rules must be identical wherever they are used, so they live in one place:
 
-* **Which slice a row belongs to.** ``shard_of`` hashes the row's id (splitmix64's
+* **Which slice a row belongs to.** Builds use ``row_ranges``: slice ``s`` holds the
+  contiguous source rows ``[s*n//N, (s+1)*n//N)`` in source order (objects in key order,
+  Parquet row groups in file order, PostgreSQL rows in id order), so a slice pod reads
+  only its share of the source (ranged GETs, row groups, an id range). The manifest
+  records the rule and every slice's first row and row count. ``shard_of`` (the
+  id-hash rule of older manifests, kept so they still read) hashes the row's id (splitmix64's
   finaliser, a fixed public mixing function) and takes it modulo the shard count. It
   depends on the id alone, not on the row's position, the batch or the pod, so a rebuild
   puts every id in the same slice and an id never appears in two slices.
@@ -38,6 +43,46 @@ def shard_of(ids: np.ndarray, shards: int) -> np.ndarray:
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     return (mix64(ids) % np.uint64(shards)).astype(np.int64)
+
+
+RULE_ROWS = "contiguous row ranges in source order"
+RULE_HASH = "splitmix64(id) mod shards"
+
+
+def row_ranges(n: int, shards: int) -> list[tuple[int, int]]:
+    """``(first_row, rows)`` of every slice: contiguous, disjoint, complete, sizes differ by at most one."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    bounds = [s * n // shards for s in range(shards + 1)]
+    return [(bounds[s], bounds[s + 1] - bounds[s]) for s in range(shards)]
+
+
+PLAN_FILE = "shard-plan.json"  # the train stage's plan in the version's prefix (builder writes, operator reads)
+SERVING_OVERHEAD_BYTES = 160 * 2**20  # a shard pod's fixed part (measured ~135 MB, bench/results/scale.md) + margin
+SWAP_HEADROOM = 2.0  # a hot swap or canary holds two versions of a shard at once
+MAX_AUTO_SHARDS = 64
+
+
+def auto_shard_count(index_bytes: int, vectors: int, serving_memory: int) -> tuple[int, str]:
+    """The fewest shards whose part fits a serving pod twice beside its fixed overhead, and why.
+
+    ``index_bytes``: the whole index's estimated memory (type and parameters x vectors).
+    Capped at 64; the reason says so when even 64 shards do not fit.
+    """
+    room = serving_memory - SERVING_OVERHEAD_BYTES
+    need = SWAP_HEADROOM * index_bytes
+    gib = 2**30
+    if room <= 0:
+        return MAX_AUTO_SHARDS, (f"serving memory limit {serving_memory / gib:.2f} GiB leaves no room beside the "
+                                 f"{SERVING_OVERHEAD_BYTES / gib:.2f} GiB fixed part; using the maximum of {MAX_AUTO_SHARDS}")
+    count = max(1, -(-int(need) // int(room)))
+    what = (f"{vectors} vectors need ~{index_bytes / gib:.2f} GiB; {SWAP_HEADROOM:g} x index / shards + "
+            f"{SERVING_OVERHEAD_BYTES / gib:.2f} GiB must fit the serving memory limit {serving_memory / gib:.2f} GiB")
+    if count > MAX_AUTO_SHARDS:
+        return MAX_AUTO_SHARDS, f"{what}: even {MAX_AUTO_SHARDS} shards do not fit; using {MAX_AUTO_SHARDS}"
+    return count, f"{what}: {count} shard(s)"
 
 
 def merge_topk(

@@ -211,11 +211,23 @@ class FaissIndexSpec(ApiModel):
             "them behind a fan-out; 1 builds and serves one index. See docs/scale-out.md.",
         ),
     ] = 1
+    auto_shards: Annotated[
+        bool,
+        Field(description="Pick the shard count at build time from the serving memory limit: the fewest shards "
+              "whose index part, twice over (a swap holds two versions), fits one serving pod beside its fixed "
+              "overhead. The train stage decides from the real vector count and the type's memory per vector; the "
+              "manifest and status.shardsReason record the count and why. Excludes shards > 1."),
+    ] = False
     shard_merge: Annotated[
         ShardMerge,
         Field(description="Sharded builds: Auto merges IVF/IVFPQ/Flat shards into one index when it fits the "
               "serving memory limit, Never always keeps the shards."),
     ] = ShardMerge.AUTO
+
+    @property
+    def sharded(self) -> bool:
+        """Built by the sharded Job chain (train, slices, finalize): a fixed count > 1, or autoShards."""
+        return self.shards > 1 or self.auto_shards
 
     @field_validator("schedule")
     @classmethod
@@ -248,7 +260,9 @@ class FaissIndexSpec(ApiModel):
 
 def shard_problems(spec: "FaissIndexSpec") -> list[str]:
     """Sharded builds need a concrete index type and no tuning sweep (mirrors the CEL rule)."""
-    if spec.shards == 1:
+    if spec.auto_shards and spec.shards > 1:
+        return ["set shards or autoShards, not both"]
+    if not spec.sharded:
         return []
     problems = []
     if spec.index_type is IndexType.AUTO and not spec.factory:
@@ -301,11 +315,15 @@ def _cel_forbid(index_type: str) -> dict[str, str]:
 
 SPEC_CEL_RULES = [_cel_forbid(t) for t in _ALLOWED] + [
     {
-        "rule": "!has(self.shards) || self.shards == 1 || has(self.factory) || !has(self.indexType) || self.indexType != 'Auto'",
+        "rule": "!has(self.autoShards) || !self.autoShards || !has(self.shards) || self.shards == 1",
+        "message": "set shards or autoShards, not both",
+    },
+    {
+        "rule": "((!has(self.shards) || self.shards == 1) && (!has(self.autoShards) || !self.autoShards)) || has(self.factory) || !has(self.indexType) || self.indexType != 'Auto'",
         "message": "shards > 1 needs a concrete indexType (or a factory), not Auto",
     },
     {
-        "rule": "!has(self.shards) || self.shards == 1 || !has(self.tuning)",
+        "rule": "((!has(self.shards) || self.shards == 1) && (!has(self.autoShards) || !self.autoShards)) || !has(self.tuning)",
         "message": "shards > 1 cannot be combined with tuning",
     },
     {

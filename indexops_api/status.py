@@ -187,6 +187,10 @@ class FaissIndexStatus(ApiModel):
         int | None,
         Field(description="Shards the serving version is served as (shard Deployments behind a fan-out); 1 or unset: one index."),
     ] = None
+    shards_reason: Annotated[
+        str | None,
+        Field(description="spec.autoShards: why the serving version has this many shards (vectors, memory per vector, serving memory limit)."),
+    ] = None
     serving_since: Annotated[str | None, Field(description="When the serving version became current.")] = None
     last_build: Annotated[LastBuild | None, Field(description="The newest build: Job, version, number, trigger, times, result, reason.")] = None
     history: Annotated[list[LastBuild], Field(description="Finished builds before lastBuild, newest first (at most 10).")] = []

@@ -19,7 +19,7 @@ import pytest
 from s3_harness import Buckets, build_request, clustered, put_npy
 
 from indexops_api.manifest import Manifest
-from indexops_api.shards import merge_topk, shard_of
+from indexops_api.shards import merge_topk
 from indexops_store.s3 import sha256_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_faiss_thread")]
@@ -68,7 +68,7 @@ def source(s3: Any, buckets: Buckets) -> tuple[np.ndarray, np.ndarray]:
     return data, ids
 
 
-def test_a_four_shard_hnsw_build_lists_every_shard_with_its_sha256_and_slices_ids_by_their_hash(
+def test_a_four_shard_hnsw_build_lists_every_shard_with_its_sha256_and_each_slice_holds_its_row_range(
     s3: Any, s3_endpoint: str, buckets: Buckets, tmp_path: Path, source: tuple[np.ndarray, np.ndarray],
 ) -> None:
     data, ids = source
@@ -77,7 +77,8 @@ def test_a_four_shard_hnsw_build_lists_every_shard_with_its_sha256_and_slices_id
     assert manifest is not None and manifest.sharding is not None
     sharding = manifest.sharding
     assert (sharding.shards, sharding.merged, manifest.vectors) == (4, False, N)
-    assert sharding.rule == "splitmix64(id) mod shards"
+    assert sharding.rule == "contiguous row ranges in source order"
+    assert [(r.shard, r.first_row, r.rows) for r in sharding.slices] == [(0, 0, 600), (1, 600, 600), (2, 1200, 600), (3, 1800, 600)]
     listed = {f.name: f for f in manifest.files}
     every_id: list[np.ndarray] = []
     for entry in sharding.shard_files:
@@ -86,7 +87,8 @@ def test_a_four_shard_hnsw_build_lists_every_shard_with_its_sha256_and_slices_id
             s3.download_file(buckets.artifacts, f"{_prefix(request)}/{name}", str(local))
             assert (local.stat().st_size, sha256_file(local)) == (listed[name].size, listed[name].sha256)
         shard_ids = np.load(tmp_path / entry.ids_file)
-        assert (shard_of(shard_ids, 4) == entry.shard).all()  # the slice holds exactly its hash bucket
+        first = sharding.slices[entry.shard].first_row
+        assert sorted(shard_ids.tolist()) == sorted(ids[first:first + 600].tolist())  # exactly its row range
         assert faiss.read_index(str(tmp_path / entry.index_file)).ntotal == entry.vectors == len(shard_ids)
         every_id.append(shard_ids)
     assert sorted(np.concatenate(every_id).tolist()) == sorted(ids.tolist())  # disjoint and complete

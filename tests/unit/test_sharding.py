@@ -206,3 +206,47 @@ def test_a_promoted_sharded_version_records_its_shard_count_for_the_serving_topo
     assert serving_fields(observation(spec()), m)["shards"] == 4
     merged = m.model_copy(update={"sharding": m.sharding.model_copy(update={"merged": True})})
     assert serving_fields(observation(spec()), merged)["shards"] == 1
+
+
+# -- stale shard objects after a re-shard (faiss_operator.shard_objects / shard_cleanup) -------------------------
+
+
+def test_shrinking_from_four_shards_to_two_marks_shards_two_and_three_stale() -> None:
+    from faiss_operator.shard_objects import stale_shards
+
+    existing = [(f"x-serving-shard-{i}", str(i)) for i in range(4)]
+    assert stale_shards(existing, 2) == ["x-serving-shard-2", "x-serving-shard-3"]
+
+
+def test_going_back_to_one_index_marks_every_shard_object_stale_and_an_unlabelled_one_is_left_alone() -> None:
+    from faiss_operator.shard_objects import stale_shards
+
+    assert stale_shards([("a-shard-0", "0"), ("a-shard-1", "1"), ("foreign", None)], 1) == ["a-shard-0", "a-shard-1"]
+
+
+def test_growing_the_shard_count_marks_nothing_stale() -> None:
+    from faiss_operator.shard_objects import stale_shards
+
+    assert stale_shards([(f"s-{i}", str(i)) for i in range(2)], 4) == []
+
+
+@pytest.mark.parametrize(("desired", "ready", "reports", "serves"), [
+    (2, 2, (("v2", None), ("v2", None)), True),
+    (2, 1, (("v2", None), ("v2", None)), False),  # still rolling out
+    (2, 2, (("v1", None), ("v2", None)), False),  # an old-topology pod still serves v1
+    (2, 2, (("v2", None),), False),  # a replica did not answer
+    (2, 2, (("v2", None), (None, "timeout")), False),
+    (0, 0, (), False),  # scaled to zero: nothing proves the layout serves
+])
+def test_the_old_layout_is_pruned_only_when_every_serving_replica_is_ready_on_the_current_version(
+    desired: int, ready: int, reports: tuple, serves: bool,
+) -> None:
+    from faiss_operator.shard_objects import new_layout_serves
+
+    assert new_layout_serves(desired=desired, ready=ready, reports=reports, current="v2") is serves
+
+
+def test_shard_objects_are_selected_by_index_and_shard_component() -> None:
+    from faiss_operator.shard_objects import shard_selector
+
+    assert shard_selector("demo") == "faiss.indexops.io/index=demo,app.kubernetes.io/component=serving-shard"
