@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.9.30
 STACK_DIR ?= $(CURDIR)/.stack
 export FAISS_STACK_DIR := $(STACK_DIR)
-STACK := $(PY) hack/stack/stack.py
+STACK := $(PY) -m hack.stack.stack
 PYTEST_ARGS ?=
 
 ##@ Setup
@@ -40,12 +40,12 @@ tools: tools-deps ## Build etcd, kube-apiserver, kube-controller-manager, helm, 
 ##@ Development
 .PHONY: generate
 generate: install ## Regenerate the CRD (crds/ and the chart) from the pydantic models
-	$(PY) hack/generate.py
+	$(PY) -m hack.generate
 
 .PHONY: lint
 lint: install ## Layering contracts (import-linter) and generated-file drift
 	$(VENV)/bin/lint-imports
-	$(PY) hack/generate.py --check
+	$(PY) -m hack.generate --check
 
 ##@ Image (buildah, no Docker engine; see docs/release.md)
 IMAGE ?= localhost/faiss-index-operator:dev
@@ -80,15 +80,19 @@ stack-status: ## Show the local stack's components
 ##@ Demo and tests
 .PHONY: demo
 demo: stack-up ## Full walkthrough: helm install, sample index, wait Ready, query, describe
-	$(PY) hack/demo.py
+	$(PY) -m hack.demo
 
 .PHONY: walkthrough
 walkthrough: stack-up ## Regenerate docs/walkthrough.md from a real run (demo, migration, rollback, failing source)
-	$(PY) hack/walkthrough.py
+	$(PY) -m hack.walkthrough
 
 .PHONY: test-unit
-test-unit: install ## Pure unit tests (no network)
-	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+test-unit: install ## Pure unit tests (no network, no Go-built tool)
+	$(PY) -m pytest tests/unit -m "not tools" -q $(PYTEST_ARGS)
+
+.PHONY: test-tools
+test-tools: install tools ## Unit tests that run a pinned Go-built tool: helm template, kube-score, promtool, luatest
+	$(PY) -m pytest tests/unit -m tools -q $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: install ## Integration tests (real S3 server on loopback)
@@ -103,7 +107,7 @@ test-e2e: stack-up ## End-to-end tests against the local stack (operator install
 	$(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: install lint tools ## Everything: unit, integration and e2e (starts and stops the stack)
+test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
 	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q $(PYTEST_ARGS)
 	$(STACK) up
 	set -o pipefail; $(PY) -m pytest tests/e2e tests/security -m e2e -q $(PYTEST_ARGS) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
@@ -116,7 +120,7 @@ chaos: install tools ## Every chaos scenario (tests/chaos: faults injected into 
 .PHONY: bench
 bench: install ## Benchmarks, each against a baseline in the same run (results under bench/results/)
 	@test ! -f bench/requirements.txt || VIRTUAL_ENV=$(VENV) uv pip install -q -r bench/requirements.txt
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 	@test ! -f bench/builder_bench.py || $(PY) bench/builder_bench.py
 	@test ! -f bench/serving_bench.py || $(PY) bench/serving_bench.py
 	@test ! -f bench/scale_bench.py || $(PY) bench/scale_bench.py
@@ -128,7 +132,7 @@ bench-scale-quick: install ## Scale-out benchmark on 100k vectors (1 vs 2 vs 4 s
 .PHONY: bench-scale-control-plane
 bench-scale-control-plane: install tools ## One operator, 1,000 FaissIndexes at idle (starts/stops the stack; BENCH_ARGS=...)
 	$(STACK) up
-	set -o pipefail; $(PY) bench/scale_control_plane.py $(BENCH_ARGS); rc=$$?; $(STACK) down; exit $$rc
+	set -o pipefail; $(PY) -m bench.scale_control_plane $(BENCH_ARGS); rc=$$?; $(STACK) down; exit $$rc
 
 .PHONY: bench-minilm
 bench-minilm: install ## Builder bench on all-MiniLM-L6-v2 sentence embeddings (own torch venv, ~3 GB, made on first use)

@@ -322,8 +322,7 @@ def run(args) -> int:
     import faiss
     from moto.server import ThreadedMotoServer
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import data
+    import data  # bench/data.py: run as a script, this folder is sys.path[0]
     import report
     from indexops_api.spec import IndexType
     from indexops_store import make_client

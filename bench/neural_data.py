@@ -59,8 +59,7 @@ def sentences(docs: list[str]) -> list[str]:
 def _worker(out: Path, n: int, seed: int) -> None:
     """In the embed venv: collect stdlib sentences, sample ``n``, encode, save ``out`` + ``out.json``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import data  # bench/data.py: its extraction uses only the stdlib and numpy
+    import data  # bench/data.py (this script's folder is sys.path[0]): its extraction uses only the stdlib and numpy
 
     t0 = time.perf_counter()
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()

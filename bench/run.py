@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,16 +23,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexops_api.build_request import BuildRequest
+from indexops_api.layout import build_key, pointer_key, version_id
+from indexops_api.pointer import ServingPointer
+from indexops_api.spec import FaissIndexSpec
+from indexops_store import ArtifactStore, make_client
+
+from hack.localstack import sample_embeddings
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "hack"))
-
-from localstack import sample_embeddings  # noqa: E402
-
-from indexops_api.build_request import BuildRequest  # noqa: E402
-from indexops_api.layout import build_key, pointer_key, version_id  # noqa: E402
-from indexops_api.pointer import ServingPointer  # noqa: E402
-from indexops_api.spec import FaissIndexSpec  # noqa: E402
-from indexops_store import ArtifactStore, make_client  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "50000"))
 DIM = int(os.environ.get("BENCH_DIM", "64"))

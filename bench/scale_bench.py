@@ -34,7 +34,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -42,10 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving_harness import VENV_BIN, Moto, fake_aws_env, free_port, get_json, memory_of  # noqa: E402
-from serving_load import encode_bodies, http_load, summarize  # noqa: E402
+from serving_harness import VENV_BIN, Moto, fake_aws_env, free_port, get_json, memory_of
+from serving_load import encode_bodies, http_load, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUCKET, NAMESPACE, HORIZON, PREFIX, K = "bench-serving", "bench", "6h", "faiss-indexes", 10

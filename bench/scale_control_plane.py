@@ -41,20 +41,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kubernetes import client, config, watch
+
+from hack.localstack import Cluster
+from indexops_api import constants as c
+from indexops_api.layout import build_key, index_prefix, manifest_key, pointer_key, version_id
+from indexops_api.manifest import FileEntry, Manifest, Measurements, SourceFingerprint, Timings
+from indexops_api.pointer import ServingPointer
+from indexops_api.spec import FaissIndexSpec
+from indexops_store import ArtifactStore, make_client
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-sys.path.insert(0, str(REPO / "hack" / "stack"))
-
-from kubernetes import client, config, watch  # noqa: E402
-
-from indexops_api import constants as c  # noqa: E402
-from indexops_api.layout import build_key, index_prefix, manifest_key, pointer_key, version_id  # noqa: E402
-from indexops_api.manifest import FileEntry, Manifest, Measurements, SourceFingerprint, Timings  # noqa: E402
-from indexops_api.pointer import ServingPointer  # noqa: E402
-from indexops_api.spec import FaissIndexSpec  # noqa: E402
-from indexops_store import ArtifactStore, make_client  # noqa: E402
-from localstack import Cluster  # noqa: E402
-
 RESULTS = REPO / "bench" / "results"
 BUCKET, PREFIX = "faiss-scale-indexes", "scale"
 FILES = {"index.faiss": b"bench placeholder index\n", "ids.npy": b"bench placeholder ids\n"}

@@ -27,16 +27,13 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving_harness import (  # noqa: E402
+from serving_harness import (
     ROOT,
     K,
     Moto,

@@ -22,7 +22,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -30,10 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving_harness import ROOT, VENV_BIN, K, Moto, Server, fake_aws_env, publish, say, write_pointer  # noqa: E402
-from serving_load import BINARY, JSON, binary_url, encode_binary_bodies, encode_bodies, http_load, summarize  # noqa: E402
+from serving_harness import ROOT, VENV_BIN, K, Moto, Server, fake_aws_env, publish, say, write_pointer
+from serving_load import BINARY, JSON, binary_url, encode_binary_bodies, encode_bodies, http_load, summarize
 
 PHASES = (  # first match wins, tested against the whole folded stack
     ("faiss search (C++)", ("faiss::", "IndexHNSW", "hnsw", "search_arrays")),

@@ -21,6 +21,9 @@ Timings, D = lease duration (client-go's defaults are D=15s, renew deadline 10s,
   empty) or when the record has not changed for D on the follower's own clock, counted from
   when it first saw that record (as client-go does, so clock skew between nodes is harmless);
 - on clean shutdown the leader empties the holder, so a follower takes over at its next poll.
+
+Every reading of time and every wait goes through an injected ``Clock`` (``SystemClock`` in
+the operator), so tests drive the timings with a fake clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -201,24 +204,42 @@ class KubeLeaseApi:
         return updated["metadata"]["resourceVersion"]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+class Clock(Protocol):
+    def now(self) -> datetime: ...  # wall time, written into the Lease
+
+    def monotonic(self) -> float: ...  # seconds, for intervals (the renew deadline)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool: ...  # up to ``seconds``; True if ``event`` is set
+
+
+class SystemClock:
+    """The real clock: UTC wall time, ``time.monotonic``, ``Event.wait``."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)
 
 
 class LeaderElector:
     """Acquire the Lease (blocking), keep renewing it in a thread, release it on shutdown."""
 
-    def __init__(self, api: LeaseApi, identity: str, timings: Timings, clock: Callable[[], datetime] = _utcnow) -> None:
-        self.api, self.identity, self.timings, self._clock = api, identity, timings, clock
+    def __init__(self, api: LeaseApi, identity: str, timings: Timings, clock: Clock | None = None) -> None:
+        self.api, self.identity, self.timings = api, identity, timings
+        self.clock: Clock = clock or SystemClock()
         self._seen: tuple[str, datetime] | None = None  # (resourceVersion, first seen at)
         self._lock = threading.Lock()
         self._stop_renewing = threading.Event()
         self._renewer: threading.Thread | None = None
-        self._last_renewed = 0.0  # time.monotonic() before the last successful write
+        self._last_renewed = 0.0  # clock.monotonic() before the last successful write
 
     def _round(self) -> tuple[Decision, bool]:
         """Read, decide, write if the decision says so. Returns (decision, whether we now lead)."""
-        now = self._clock()
+        now = self.clock.now()
         got = self.api.get()
         observed = None
         if got is not None:
@@ -229,7 +250,7 @@ class LeaderElector:
         decision = decide_lease(observed, self.identity, now, self.timings.lease_duration)
         if decision.write is None:
             return decision, False
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             rv = self.api.update(decision.write, got[1]) if got is not None else self.api.create(decision.write)
         except LeaseConflict:
@@ -249,23 +270,24 @@ class LeaderElector:
                     log.info("acquired leadership of lease %s as %s (%s)", self._where(), self.identity, decision.reason)
                     return True
                 holder = decision.holder or "(lease changed while acquiring)"
-                if holder != waiting_for or time.monotonic() - last_logged > 60:
+                if holder != waiting_for or self.clock.monotonic() - last_logged > 60:
                     log.info("waiting for leader %s (lease %s; standing by, taking over if it stops renewing for %ss)",
                              holder, self._where(), self.timings.lease_duration)
-                    waiting_for, last_logged = holder, time.monotonic()
+                    waiting_for, last_logged = holder, self.clock.monotonic()
             except Exception as exc:  # the API may be briefly unreachable; keep trying
                 log.warning("leader election: cannot read or write lease %s: %s", self._where(), exc)
-            stop.wait(self.timings.retry_interval)
+            self.clock.wait(stop, self.timings.retry_interval)
         return False
 
     def start_renewing(self, on_lost: Callable[[str], None]) -> None:
         """Renew every D/3 in a daemon thread; call ``on_lost(reason)`` once if leadership is lost."""
-        self._renewer = threading.Thread(target=self._renew_loop, args=(on_lost,), name="lease-renewer", daemon=True)
+        self._renewer = threading.Thread(target=self.keep_renewing, args=(on_lost,), name="lease-renewer", daemon=True)
         self._renewer.start()
 
-    def _renew_loop(self, on_lost: Callable[[str], None]) -> None:
+    def keep_renewing(self, on_lost: Callable[[str], None]) -> None:
+        """Renew every D/3 until ``release()`` or until leadership is lost (then ``on_lost(reason)``)."""
         delay = self.timings.renew_interval
-        while not self._stop_renewing.wait(delay):
+        while not self.clock.wait(self._stop_renewing, delay):
             with self._lock:
                 if self._stop_renewing.is_set():
                     return
@@ -281,7 +303,7 @@ class LeaderElector:
                     problem = "conflict: the lease changed since it was read"
                 except Exception as exc:
                     problem = str(exc)
-                since = time.monotonic() - self._last_renewed
+                since = self.clock.monotonic() - self._last_renewed
                 if since >= self.timings.renew_deadline:
                     on_lost(f"could not renew lease {self._where()} for {since:.1f}s "
                             f"(renew deadline {self.timings.renew_deadline:.1f}s): {problem}")
@@ -297,7 +319,7 @@ class LeaderElector:
                 got = self.api.get()
                 if got is None or got[0].holder != self.identity:
                     return
-                now = self._clock()
+                now = self.clock.now()
                 released = replace(got[0], holder=None, duration_seconds=1, acquire_time=now, renew_time=now)
                 self.api.update(released, got[1])
                 log.info("released leadership of lease %s", self._where())

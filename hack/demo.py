@@ -15,9 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search  # noqa: E402
+from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search
 
 NAME, NAMESPACE, DIM, N = "weather-analogs-6h", "default", 64, 20000
 _T0 = time.monotonic()

@@ -24,9 +24,7 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from localstack import Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import Cluster, sample_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME, BROKEN, DIM, N = "walk", "broken", 32, 3000

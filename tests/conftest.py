@@ -1,4 +1,10 @@
-"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback."""
+"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback.
+
+Also the rule that plain ``pytest`` (no paths, no ``-m``) never starts the local stack: it
+collects the ``testpaths`` (unit, integration, security) and deselects the tests marked
+``e2e``. A run asks for the stack by naming those tests: ``-m e2e`` (as ``make test-e2e``
+and ``make test`` do), or a path such as ``tests/e2e/test_chart.py`` or ``tests/chaos``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,33 @@ from pathlib import Path
 import pytest
 
 PG_SCRIPT = Path(__file__).resolve().parents[1] / "hack" / "postgres" / "pg.sh"
+_DESELECTED = pytest.StashKey[int]()
+STACK_HINT = "need the local stack; ask with `-m e2e`, a path under tests/e2e or tests/chaos, or `make test-e2e`"
+
+
+def stack_was_asked_for(config: pytest.Config) -> bool:
+    """Only a run with explicit paths or a marker expression may start the stack."""
+    return config.args_source is not pytest.Config.ArgsSource.TESTPATHS or bool(config.option.markexpr)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if stack_was_asked_for(config):
+        return
+    stack_tests = [item for item in items if item.get_closest_marker("e2e")]
+    if stack_tests:
+        config.hook.pytest_deselected(items=stack_tests)
+        items[:] = [item for item in items if not item.get_closest_marker("e2e")]
+        config.stash[_DESELECTED] = len(stack_tests)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return None if stack_was_asked_for(config) else f"plain run: tests marked e2e are deselected (they {STACK_HINT})"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if config.stash.get(_DESELECTED, 0):
+        terminalreporter.write_line(f"{config.stash[_DESELECTED]} tests marked e2e deselected: they {STACK_HINT}")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kube_rest import ApiError, Kube
+from hack.stack.kube_rest import ApiError, Kube
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from kube_rest import ApiError, Kube
+from hack.stack.kube_rest import ApiError, Kube
 
 Obj = dict[str, Any]
 NODE_ALLOCATABLE = {"cpu": "2", "memory": "24Gi", "ephemeral-storage": "100Gi"}

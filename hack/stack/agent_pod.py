@@ -20,13 +20,13 @@ from typing import Any
 
 import requests
 
-import procs
-from agent_env import ConfigError, SourceCache, container_env, expand_argv
-from agent_probes import ContainerProbes
-from agent_runtime import Container, now_iso
-from agent_status import StatusWriter, pod_phase, will_restart
-from agent_volumes import Mount, PodVolumes
-from kube_rest import ApiError, Kube, pod_path
+from hack.stack import procs
+from hack.stack.agent_env import ConfigError, SourceCache, container_env, expand_argv
+from hack.stack.agent_probes import ContainerProbes
+from hack.stack.agent_runtime import Container, now_iso
+from hack.stack.agent_status import StatusWriter, pod_phase, will_restart
+from hack.stack.agent_volumes import Mount, PodVolumes
+from hack.stack.kube_rest import ApiError, Kube, pod_path
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")

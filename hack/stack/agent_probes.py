@@ -16,7 +16,7 @@ from typing import Any
 import requests
 import urllib3
 
-from agent_runtime import Container, exec_in
+from hack.stack.agent_runtime import Container, exec_in
 
 Obj = dict[str, Any]
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_volumes import Mount
+from hack.stack.agent_volumes import Mount
 
 Obj = dict[str, Any]
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"

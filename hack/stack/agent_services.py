@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from agent_endpoints import _target_port, desired_slice
-from svcnet import Backend, ServiceProxy, ServiceTable
+from hack.stack.agent_endpoints import _target_port, desired_slice
+from hack.stack.svcnet import Backend, ServiceProxy, ServiceTable
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_runtime import Container, now_iso
+from hack.stack.agent_runtime import Container, now_iso
 
 Obj = dict[str, Any]
 OWN_CONDITIONS = ("PodReadyToStartContainers", "PodScheduled", "Initialized",

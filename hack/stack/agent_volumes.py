@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_env import ConfigError, expand, field_value, resource_value
-from kube_rest import ApiError, Kube
+from hack.stack.agent_env import ConfigError, expand, field_value, resource_value
+from hack.stack.kube_rest import ApiError, Kube
 
 Obj = dict[str, Any]
 READ_ONLY_TYPES = ("secret", "configMap", "downwardAPI", "projected")

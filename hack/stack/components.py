@@ -10,14 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 
-from kube_rest import ApiError, Kube
-from stackconf import NODE_NAME, REPO_ROOT, TOOLS_BIN, VENV_BIN, StackPaths
+from hack.stack.kube_rest import ApiError, Kube
+from hack.stack.stackconf import NODE_NAME, REPO_ROOT, TOOLS_BIN, VENV_BIN, StackPaths
 
-HERE = Path(__file__).resolve().parent
 # Controllers we rely on are all in '*'. Node IPAM/lifecycle/taint eviction assume a
 # real node fleet. The endpoints/endpointslice controllers can never succeed here:
 # pod IPs are loopback addresses, which API validation rejects in Endpoints and IPv4
@@ -140,7 +138,7 @@ def moto_ready(c: Ctx) -> str | None:
 
 
 def agent_argv(c: Ctx) -> list[str]:
-    return [sys.executable, str(HERE / "node_agent.py"), f"--kubeconfig={c.paths.kubeconfig}",
+    return [sys.executable, "-m", "hack.stack.node_agent", f"--kubeconfig={c.paths.kubeconfig}",
             f"--state-dir={c.paths.root}"]
 
 
@@ -167,6 +165,7 @@ class Component:
     wait_before_next: bool  # later components need this one healthy first
     stop_grace: float = 10.0
     ports: tuple[str, ...] = ()  # keys of Ctx.ports it listens on: `up` waits until they are free
+    in_repo: bool = False  # runs `python -m hack...`: started in the repo root, not the state dir
 
 
 def _ignore_pid(f: Callable[[Ctx], str | None]) -> Callable[[Ctx, int | None], str | None]:
@@ -178,7 +177,7 @@ COMPONENTS: list[Component] = [
     Component("etcd", etcd_argv, _ignore_pid(etcd_ready), 60, wait_before_next=True, ports=("etcd_client", "etcd_peer")),
     Component("kube-apiserver", apiserver_argv, _ignore_pid(apiserver_ready), 180, True, ports=("apiserver",)),
     Component("kube-controller-manager", kcm_argv, _ignore_pid(kcm_ready), 120, False),
-    Component("node-agent", agent_argv, agent_ready, 60, False, stop_grace=40),
+    Component("node-agent", agent_argv, agent_ready, 60, False, stop_grace=40, in_repo=True),
 ]
 # Stop order: the agent first (it kills pod processes), etcd last but one.
 STOP_ORDER = ["node-agent", "kube-controller-manager", "kube-apiserver", "etcd", "moto-s3"]

@@ -19,8 +19,8 @@ shared/design/LOCAL_CLUSTER.md). It:
   at /etc/hosts (agent_services.py, svcnet.py);
 - serves `kubectl logs` from the per-container log files.
 
-Started by `hack/stack/stack.py up`; runnable alone:
-`python hack/stack/node_agent.py --kubeconfig K --state-dir D`.
+Started by `python -m hack.stack.stack up`; runnable alone (from the repo root):
+`python -m hack.stack.node_agent --kubeconfig K --state-dir D`.
 """
 
 from __future__ import annotations
@@ -40,16 +40,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import procs  # noqa: E402
-from agent_endpoints import EndpointSliceMirror  # noqa: E402
-from agent_logs import serve_logs  # noqa: E402
-from agent_pod import POD_UID_ENV, AgentEnv, PodWorker  # noqa: E402
-from agent_runtime import build_bind_shim  # noqa: E402
-from agent_services import ServiceNet  # noqa: E402
-from kube_rest import ApiError, Kube, pod_path  # noqa: E402
-from stackconf import MARK_ENV, NODE_NAME, REPO_ROOT, VENV_BIN  # noqa: E402
+from hack.stack import procs
+from hack.stack.agent_endpoints import EndpointSliceMirror
+from hack.stack.agent_logs import serve_logs
+from hack.stack.agent_pod import POD_UID_ENV, AgentEnv, PodWorker
+from hack.stack.agent_runtime import build_bind_shim
+from hack.stack.agent_services import ServiceNet
+from hack.stack.kube_rest import ApiError, Kube, pod_path
+from hack.stack.stackconf import MARK_ENV, NODE_NAME, REPO_ROOT, VENV_BIN
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from stackconf import MARK_ENV
+from hack.stack.stackconf import MARK_ENV
 
 
 def _stat_state(pid: int) -> str | None:

@@ -1,4 +1,4 @@
-"""`python hack/stack/stack.py up|down|status|env` — the local dev/test Kubernetes stack.
+"""`python -m hack.stack.stack up|down|status|env` (from the repo root) — the local dev/test Kubernetes stack.
 
 Test/dev infrastructure only (see shared/design/LOCAL_CLUSTER.md). There is no
 Docker here, so the stack is a real etcd + kube-apiserver + kube-controller-manager
@@ -22,14 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import procs  # noqa: E402
-from components import (BUILD_SCRIPT, COMPONENTS, REQUIRED_TOOLS, STOP_ORDER,  # noqa: E402
-                        Component, Ctx)
-from pki import ensure_pki, write_kubeconfig  # noqa: E402
-from stackconf import (TOOLS_BIN, StackPaths, base_env, choose_ports,  # noqa: E402
-                       port_is_free, write_env_file)
+from hack.stack import procs
+from hack.stack.components import (BUILD_SCRIPT, COMPONENTS, REQUIRED_TOOLS, STOP_ORDER,
+                                   Component, Ctx)
+from hack.stack.pki import ensure_pki, write_kubeconfig
+from hack.stack.stackconf import (REPO_ROOT, TOOLS_BIN, StackPaths, base_env, choose_ports,
+                                  port_is_free, write_env_file)
 
 
 def say(msg: str) -> None:
@@ -79,7 +77,7 @@ def wait_for_predecessor(comp: Component, ctx: Ctx, timeout: float = PREDECESSOR
             return
         if time.monotonic() > deadline:
             raise StackError(f"{comp.name}: an earlier instance is still shutting down after {timeout:.0f}s "
-                             f"(pids {old}, ports in use {busy}); `stack.py down` stops it")
+                             f"(pids {old}, ports in use {busy}); `make stack-down` stops it")
         if not said:
             say(f"{comp.name}: waiting for the previous instance to exit (pids {old}, ports in use {busy})")
             said = True
@@ -94,7 +92,7 @@ def start(comp: Component, ctx: Ctx) -> tuple[int, bool]:
         return pid, False
     wait_for_predecessor(comp, ctx)
     proc = procs.spawn(comp.argv(ctx), ctx.paths.log(comp.name), base_env(ctx.paths),
-                       cwd=ctx.paths.root)
+                       cwd=REPO_ROOT if comp.in_repo else ctx.paths.root)
     ctx.paths.pidfile(comp.name).write_text(f"{proc.pid}\n")
     say(f"{comp.name}: started (pid {proc.pid}, log {ctx.paths.log(comp.name)})")
     return proc.pid, True
@@ -150,7 +148,7 @@ def up(paths: StackPaths) -> int:
         say(f"FAILED: {e}")
         say(f"last 30 lines of {paths.log(current.name)}:")
         print(procs.tail(paths.log(current.name), 30), flush=True)
-        say("the stack is partially up; `stack.py down` stops it, `up` retries")
+        say("the stack is partially up; `make stack-down` stops it, `up` retries")
         return 1
     if started_any:
         say(f"up in {time.monotonic() - t0:.1f}s: API https://127.0.0.1:{ports['apiserver']}, "
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("down", help="stop everything and remove the state dir")
     d.add_argument("--keep-logs", action="store_true", help="keep component and pod logs")
     sub.add_parser("status", help="show each component's pid and health")
-    sub.add_parser("env", help="print the env file (eval \"$(stack.py env)\")")
+    sub.add_parser("env", help="print the env file (eval \"$(python -m hack.stack.stack env)\")")
     args = parser.parse_args(argv)
     paths = StackPaths.from_env()
     if args.cmd in ("up", "down"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import urllib.request
@@ -33,15 +32,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from faissctl.bench import http_post  # the chaos query loops post like faissctl does
+from faissctl.search_client import NoReplicaAnswered, ReplicaSearch
+from hack.localstack import INDEX_BUCKET, Cluster, stack_dir
+from hack.stack.stackconf import StackPaths
+from tests.e2e.helpers import builds, cond, index_events, index_status, s3_keys
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-sys.path.insert(0, str(ROOT / "hack"))
-
-from helpers import builds, cond, index_events, index_status, s3_keys  # noqa: E402
-from localstack import INDEX_BUCKET, Cluster, stack_dir  # noqa: E402
-
-from faissctl.bench import http_post  # noqa: E402 — the chaos query loops post like faissctl does
-from faissctl.search_client import NoReplicaAnswered, ReplicaSearch  # noqa: E402
 
 GROUP = "faiss.indexops.io"
 STORAGE_PREFIX = "faiss-indexes"
@@ -251,9 +248,6 @@ def running_builder(cluster: Cluster, ns: str, name: str, timeout: float = 120) 
 
 def stack_pid(component: str) -> int:
     """The pid of a stack component (moto-s3, kube-apiserver, ...) from the stack's pid files."""
-    sys.path.insert(0, str(ROOT / "hack" / "stack"))
-    from stackconf import StackPaths  # noqa: PLC0415 - hack/stack is not a package
-
     return int(StackPaths(stack_dir()).pidfile(component).read_text().split()[0])
 
 

@@ -13,20 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster, sample_embeddings
+from scenario import DIM, SLOW, SMALL  # tests/chaos/scenario.py (pytest puts this folder on sys.path)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-sys.path.insert(0, str(ROOT / "hack"))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster, sample_embeddings  # noqa: E402
-from scenario import DIM, SLOW, SMALL  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def stack_up() -> None:
-    """`stack.py up` is idempotent: a no-op when the stack is healthy (as tests/e2e/conftest.py)."""
-    subprocess.run([sys.executable, str(ROOT / "hack" / "stack" / "stack.py"), "up"], check=True, timeout=3600)
+    """`python -m hack.stack.stack up` is idempotent: a no-op when the stack is healthy (as tests/e2e/conftest.py)."""
+    subprocess.run([sys.executable, "-m", "hack.stack.stack", "up"], check=True, timeout=3600, cwd=ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import time
 from datetime import datetime, timezone
 
 from chaos import GROUP
-from helpers import apply_doc, index_doc, index_status, patch_spec, request_rebuild, s3_source, wait_index_ready
-from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
+from tests.e2e.helpers import apply_doc, index_doc, index_status, patch_spec, request_rebuild, s3_source, wait_index_ready
+from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
 
 DIM = 16
 SMALL = ("chaos/small/{horizon}/vectors.npy", "chaos/small/{horizon}/ids.npy", 3000)

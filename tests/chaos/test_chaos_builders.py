@@ -16,7 +16,7 @@ import time
 import pytest
 from chaos import (QueryLoop, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version, evict,
                    kill_after_commit, running_builder, wait_converged)
-from helpers import builds, cond, index_events, wait_status
+from tests.e2e.helpers import builds, cond, index_events, wait_status
 from scenario import DIM, pod_version, rebuild, serving_index, start_slow_build, version_prefix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

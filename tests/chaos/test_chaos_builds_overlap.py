@@ -13,7 +13,7 @@ import time
 import pytest
 from chaos import (QueryLoop, any_overlap, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version,
                    running_builder, running_builder_pods, wait_converged)
-from helpers import builder_jobs, patch_spec
+from tests.e2e.helpers import builder_jobs, patch_spec
 from scenario import DIM, SLOW_PARAMETERS, serving_index, start_slow_build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

@@ -2,7 +2,7 @@
 
 Both converge without a human: the running Job is adopted (never a second Job for the same
 build), its version is published and served, and serving answers all along (it needs
-neither the API server nor the operator). `stack.py up` restarts the killed API server
+neither the API server nor the operator). `python -m hack.stack.stack up` restarts the killed API server
 and, since issue 17 item 8, waits for the old process and its port instead of failing.
 """
 
@@ -17,7 +17,7 @@ import time
 import pytest
 from chaos import (ROOT, QueryLoop, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version,
                    running_builder, stack_pid, wait_converged)
-from helpers import builder_jobs
+from tests.e2e.helpers import builder_jobs
 from scenario import DIM, operator_pods, serving_index, start_slow_build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -36,8 +36,8 @@ def test_an_api_server_restarted_mid_build_loses_no_build(cluster, namespace):
         down = time.monotonic()
         answered = sum(loop.tally.answers.values())
         time.sleep(10)  # the API server stays down a while; serving must keep answering
-        up = subprocess.run([sys.executable, str(ROOT / "hack" / "stack" / "stack.py"), "up"], capture_output=True, text=True,
-                            timeout=600)
+        up = subprocess.run([sys.executable, "-m", "hack.stack.stack", "up"], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         assert sum(loop.tally.answers.values()) > answered, "serving stopped answering while the API server was down"
         st = wait_converged(cluster, namespace, name, CONVERGE_SECONDS)

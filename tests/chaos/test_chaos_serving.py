@@ -12,7 +12,7 @@ import time
 
 import pytest
 from chaos import QueryLoop, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version, pod_pid, wait_converged
-from helpers import wait_status
+from tests.e2e.helpers import wait_status
 from scenario import DIM, rebuild, serving_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

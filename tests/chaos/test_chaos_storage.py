@@ -13,7 +13,7 @@ import time
 import pytest
 from chaos import (QueryLoop, assert_every_failure_is_readable, assert_no_lost_build, assert_no_wrong_version, metric,
                    stack_pid, stopped, wait_converged)
-from helpers import cond, wait_status
+from tests.e2e.helpers import cond, wait_status
 from scenario import DIM, operator_metrics_urls, serving_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

@@ -1,8 +1,8 @@
 """Shared fixtures for e2e tests: the local dev stack (hack/stack) must be up.
 
-The session fixture runs `hack/stack/stack.py up`, which is idempotent (a no-op when
+The session fixture runs `python -m hack.stack.stack up`, which is idempotent (a no-op when
 the stack is already healthy), and never tears it down: `make test` /
-`stack.py down` does that, so a developer can keep one stack across runs.
+`make stack-down` does that, so a developer can keep one stack across runs.
 """
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from hack.stack.stackconf import read_env_file
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STACK = REPO_ROOT / "hack" / "stack" / "stack.py"
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    sys.path.insert(0, str(STACK.parent))
-    from stackconf import read_env_file  # noqa: PLC0415 — hack/stack is not a package
-
-    return read_env_file(path)
 
 
 @pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
-    """`stack.py up`, then the stack's env-file values (KUBECONFIG, S3_ENDPOINT_URL, ...)."""
-    subprocess.run([sys.executable, str(STACK), "up"], check=True, timeout=3600)
+    """`python -m hack.stack.stack up`, then the stack's env-file values (KUBECONFIG, S3_ENDPOINT_URL, ...)."""
+    subprocess.run([sys.executable, "-m", "hack.stack.stack", "up"], check=True, timeout=3600, cwd=REPO_ROOT)
     state = Path(os.environ.get("FAISS_STACK_DIR", str(REPO_ROOT / ".stack")))
-    return _read_env_file(state / "env")
+    return read_env_file(state / "env")
 
 
 @pytest.fixture(scope="session")

@@ -22,18 +22,14 @@ def wait_until(what: str, fn: Callable[[], T | None], timeout: float = 90) -> T:
 # -- FaissIndex lifecycle helpers (tests/e2e/test_lifecycle_*.py) ---------------------------
 # Everything below reads state through kubectl and S3 only, the way a person would check.
 
-import sys  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster  # noqa: E402
+from hack.localstack import EMBEDDINGS_BUCKET, INDEX_BUCKET, Cluster  # noqa: E402
 
 GROUP = "faiss.indexops.io"
 LABEL_INDEX = f"{GROUP}/index"

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from localstack import INDEX_BUCKET, Cluster, search
+from hack.localstack import INDEX_BUCKET, Cluster, search
 
 K = 10
 GROUP = "faiss.indexops.io"

@@ -9,15 +9,12 @@ that documented upstream sentence.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import Cluster  # noqa: E402
+from hack.localstack import Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -9,15 +9,11 @@ Builder and serving pods run under the chart's token-less ServiceAccounts there.
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 

@@ -36,7 +36,7 @@ from helpers import (
     wait_status,
     wait_sync_passes,
 )
-from localstack import Cluster, sample_embeddings
+from hack.localstack import Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 

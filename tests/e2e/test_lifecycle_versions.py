@@ -34,7 +34,7 @@ from helpers import (
     wait_index_ready,
     wait_status,
 )
-from localstack import Cluster, sample_embeddings, search
+from hack.localstack import Cluster, sample_embeddings, search
 
 pytestmark = pytest.mark.e2e
 

@@ -13,19 +13,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 

@@ -8,18 +8,14 @@ answers with the table's ids.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import Cluster, search  # noqa: E402
+from hack.localstack import Cluster, search
 
 pytestmark = pytest.mark.e2e
 

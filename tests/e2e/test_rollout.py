@@ -19,18 +19,14 @@ import io
 import json
 import math
 import re
-import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import INDEX_BUCKET, Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import INDEX_BUCKET, Cluster, sample_embeddings
 from rollout_support import (K, Traffic, annotate, condition, events, keys_in_buckets, metric_value, patch_spec,  # noqa: E402
                              read_pointer, ready, replica_states, replica_status, route_bucket, status, wait_candidate,
                              wait_event, wait_replicas, wait_status)

@@ -17,22 +17,18 @@ this module (one namespace); the killed-slice test has its own.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from helpers import (apply_doc, builder_jobs, index_doc, index_status, patch_spec, s3_keys, s3_source,  # noqa: E402
+from helpers import (apply_doc, builder_jobs, index_doc, index_status, patch_spec, s3_keys, s3_source,
                      wait_index_ready, wait_status)
-from localstack import INDEX_BUCKET, Cluster, sample_embeddings, search  # noqa: E402
+
+from hack.localstack import INDEX_BUCKET, Cluster, sample_embeddings, search
 
 pytestmark = pytest.mark.e2e
 

@@ -8,18 +8,14 @@ through the real Job/Deployment controllers and the node agent.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search  # noqa: E402
+from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search
 
 pytestmark = pytest.mark.e2e
 

@@ -11,15 +11,11 @@ Each step checks what its reader should see (issue: what people read):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import Cluster  # noqa: E402
-from walkthrough import run  # noqa: E402
+from hack.localstack import Cluster
+from hack.walkthrough import run
 
 pytestmark = pytest.mark.e2e
 

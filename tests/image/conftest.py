@@ -12,17 +12,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[0] / "integration"))  # s3_harness: requests, data, HTTP helpers
-
-from sandbox import Rootfs  # noqa: E402
+from sandbox import Rootfs  # tests/image/sandbox.py (pytest puts this folder on sys.path)
 
 IMAGE = os.environ.get("FAISS_IMAGE", "localhost/faiss-index-operator:dev")
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,8 @@ import yaml
 from sandbox import Rootfs, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
 
-from localstack import CHART, CREDENTIALS_SECRET, Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import CHART, CREDENTIALS_SECRET, Cluster, sample_embeddings  # noqa: E402
 
 POD_IP = "127.0.1.16"  # outside the node agent's 127.0.0.N pod addresses
 

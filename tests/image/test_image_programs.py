@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from s3_harness import Buckets, build_request, clustered, free_port, http, put_npy, wait_for
+from tests.integration.s3_harness import Buckets, build_request, clustered, free_port, http, put_npy, wait_for
 from sandbox import Rootfs, stop
 
 DIM, N, K = 32, 400, 5

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3_harness import Buckets, free_port
+from tests.integration.s3_harness import Buckets, free_port
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -17,7 +17,7 @@ import string
 from typing import Any
 
 import pytest
-from s3_harness import Buckets
+from tests.integration.s3_harness import Buckets
 
 from faiss_operator.model import StoredVersion
 from faiss_operator.retention import versions_to_prune

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from s3_harness import Buckets, build_request, run_builder
+from tests.integration.s3_harness import Buckets, build_request, run_builder
 
 from indexops_api.spec import PostgresSource
 from indexops_store import postgres as pg_shared

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from s3_harness import Buckets, build_request, clustered, pg_execute, run_builder
+from tests.integration.s3_harness import Buckets, build_request, clustered, pg_execute, run_builder
 
 import indexops_api.source_spec
 import indexops_store.postgres

@@ -2,6 +2,11 @@
 
 The tools are built (or found in the cache) by hack/build-tools.sh, exactly as CI does
 with `make tools`, so a test never depends on a binary installed by hand.
+
+Every test that uses one of these fixtures (directly or through another fixture) is marked
+``tools``: that is the tools tier (`make test-tools`, or `pytest tests/unit -m tools`);
+`make test-unit` runs the rest (`-m "not tools"`: pure, no Go toolchain, no subprocess tool).
+`make test` runs both.
 """
 
 from __future__ import annotations
@@ -13,6 +18,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+TOOL_FIXTURES = frozenset({"helm", "kube_score", "promtool", "luatest"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TOOL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tools)
 
 
 def go_tool(name: str) -> str:

@@ -3,7 +3,6 @@ to what the operator writes on a FaissIndex."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ import kopf
 import pytest
 import yaml
 
+from hack import argocd_cm
 from indexops_api import constants as c
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,15 +19,6 @@ DOC = ROOT / "docs" / "argocd.md"
 KIND_DIR = ROOT / "deploy" / "argocd" / "resource_customizations" / "faiss.indexops.io" / "FaissIndex"
 KEY = "faiss.indexops.io_FaissIndex"
 
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("argocd_cm", ROOT / "hack" / "argocd_cm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-argocd_cm = _generator()
 
 
 def test_the_committed_argocd_cm_patch_is_what_the_generator_makes_of_the_lua_files() -> None:

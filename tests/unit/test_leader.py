@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import subprocess
 import threading
-import time
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -144,30 +143,71 @@ class MemoryLease:
             return str(self.version)
 
 
+class FakeClock:
+    """Time that moves only when the elector waits: each wait jumps to its deadline (or to the
+    next scheduled event, which may set the awaited event), so no test sleeps or races a thread."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.scheduled: list[tuple[float, object]] = []
+
+    def now(self) -> datetime:
+        return at(self.t)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def at(self, seconds: float, action) -> None:
+        self.scheduled.append((seconds, action))
+        self.scheduled.sort(key=lambda item: item[0])
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        deadline = self.t + seconds
+        while not event.is_set() and self.scheduled and self.scheduled[0][0] <= deadline:
+            when, action = self.scheduled.pop(0)
+            self.t = max(self.t, when)
+            action()
+        if not event.is_set():
+            self.t = deadline
+        return event.is_set()
+
+
+def elector(lease: MemoryLease, identity: str, clock: FakeClock) -> LeaderElector:
+    return LeaderElector(lease, identity, Timings(3), clock)  # D = 3: renew 1 s, deadline 2 s, poll 1 s
+
+
 def test_of_two_candidates_exactly_one_leads_and_the_other_waits_for_it():
-    lease = MemoryLease()
-    first, second = LeaderElector(lease, "a", Timings(3)), LeaderElector(lease, "b", Timings(3))
+    lease, clock = MemoryLease(), FakeClock()
+    first, second = elector(lease, "a", clock), elector(lease, "b", clock)
     assert first.acquire(threading.Event())
     give_up = threading.Event()
-    threading.Timer(0.3, give_up.set).start()
+    clock.at(2.9, give_up.set)  # just before the 3 s lease could expire
     assert second.acquire(give_up) is False
-    assert lease.record.holder == "a"
+    assert lease.record.holder == "a" and clock.t == 2.9
 
 
 def test_a_released_lease_is_taken_by_the_waiting_candidate_at_its_next_poll():
-    lease = MemoryLease()
-    leader, follower = LeaderElector(lease, "a", Timings(3)), LeaderElector(lease, "b", Timings(3))
+    lease, clock = MemoryLease(), FakeClock()
+    leader, follower = elector(lease, "a", clock), elector(lease, "b", clock)
     assert leader.acquire(threading.Event())
-    threading.Timer(0.2, leader.release).start()
-    started = time.monotonic()
+    clock.at(0.2, leader.release)
     assert follower.acquire(threading.Event())
-    assert time.monotonic() - started < 2.5
+    assert clock.t == 1.0  # the first poll after the release (retry interval 1 s), not the 3 s expiry
     assert lease.record.holder == "b" and lease.record.transitions == 1
 
 
+def test_a_follower_takes_over_a_lease_not_renewed_for_its_duration_on_its_own_clock():
+    lease, clock = MemoryLease(), FakeClock()
+    assert elector(lease, "a", clock).acquire(threading.Event())  # and then never renews
+    clock.t = 0.5
+    assert elector(lease, "b", clock).acquire(threading.Event())
+    assert clock.t == 3.5  # first seen at 0.5 s, polled every second, expired D = 3 s later
+    assert lease.record.holder == "b" and lease.record.acquire_time == at(3.5)
+
+
 def test_a_candidate_that_loses_the_write_race_does_not_lead():
-    lease = MemoryLease()
-    loser = LeaderElector(lease, "b", Timings(3))
+    lease, clock = MemoryLease(), FakeClock()
+    loser = elector(lease, "b", clock)
     original_create = lease.create
 
     def someone_else_first(record):
@@ -176,64 +216,68 @@ def test_a_candidate_that_loses_the_write_race_does_not_lead():
 
     lease.create = someone_else_first
     give_up = threading.Event()
-    threading.Timer(0.3, give_up.set).start()
+    clock.at(2.5, give_up.set)
     assert loser.acquire(give_up) is False and lease.record.holder == "a"
 
 
 def test_a_leader_that_cannot_renew_gives_up_before_anyone_may_take_over():
-    lease = MemoryLease()
-    leader = LeaderElector(lease, "a", Timings(3))
+    lease, clock = MemoryLease(), FakeClock()
+    leader = elector(lease, "a", clock)
     assert leader.acquire(threading.Event())
-    acquired = time.monotonic()
     lost: list[tuple[str, float]] = []
-    done = threading.Event()
     lease.fail = True
-    leader.start_renewing(lambda reason: (lost.append((reason, time.monotonic() - acquired)), done.set()))
-    assert done.wait(5)
-    reason, after = lost[0]
+    leader.keep_renewing(lambda reason: lost.append((reason, clock.t)))
+    [(reason, after)] = lost
     assert "could not renew" in reason and "API server unreachable" in reason
-    assert 2.0 <= after < 3.0  # renew deadline 2D/3 = 2 s, before the 3 s a follower waits
+    assert after == 2.0  # the renew deadline 2D/3, a third of the lease before a follower may take over at 3 s
 
 
 def test_a_leader_whose_lease_was_taken_gives_up_at_its_next_renewal():
-    lease = MemoryLease()
-    leader = LeaderElector(lease, "a", Timings(3))
+    lease, clock = MemoryLease(), FakeClock()
+    leader = elector(lease, "a", clock)
     assert leader.acquire(threading.Event())
     lease.update(replace(lease.record, holder="intruder"), str(lease.version))
-    lost: list[str] = []
-    done = threading.Event()
-    leader.start_renewing(lambda reason: (lost.append(reason), done.set()))
-    assert done.wait(3)
-    assert "no longer mine" in lost[0] and "intruder holds the lease" in lost[0]
+    lost: list[tuple[str, float]] = []
+    leader.keep_renewing(lambda reason: lost.append((reason, clock.t)))
+    [(reason, after)] = lost
+    assert "no longer mine" in reason and "intruder holds the lease" in reason
+    assert after == 1.0  # the first renewal, D/3
 
 
-def test_a_leader_keeps_renewing_while_the_api_answers():
-    lease = MemoryLease()
-    leader = LeaderElector(lease, "a", Timings(3))
+def test_a_leader_keeps_renewing_while_the_api_answers_and_empties_the_holder_on_release():
+    lease, clock = MemoryLease(), FakeClock()
+    leader = elector(lease, "a", clock)
     assert leader.acquire(threading.Event())
     before = lease.version
     lost: list[str] = []
-    leader.start_renewing(lost.append)
-    time.sleep(2.3)  # renew interval D/3 = 1 s
-    leader.release()
-    assert lost == [] and lease.version >= before + 2
+    clock.at(3.5, leader.release)  # past the lease duration: only renewals kept it
+    leader.keep_renewing(lost.append)
+    assert lost == [] and lease.version == before + 3 + 1  # renewed at 1, 2, 3 s, then released
     assert lease.record.holder is None and lease.record.duration_seconds == 1
+    assert lease.record.renew_time == at(3.5)
+
+
+def test_the_renewer_thread_runs_the_same_loop_on_the_system_clock():
+    lease = MemoryLease()
+    leader = LeaderElector(lease, "a", Timings(3))
+    assert leader.acquire(threading.Event())
+    leader.start_renewing(lambda reason: None)
+    leader.release()
+    leader._renewer.join(5)
+    assert not leader._renewer.is_alive() and lease.record.holder is None
 
 
 # -- the chart grants exactly these Lease calls, only in the release namespace ----------
 
 
-def _template_docs(path: Path) -> list[dict]:
-    lines = [line for line in path.read_text().splitlines() if not re.fullmatch(r"\s*\{\{-?\s*(if|end|else)\b.*\}\}\s*", line)]
-    text = re.sub(r"\{\{-?.*?-?\}\}", "placeholder", "\n".join(lines))
-    return [d for d in yaml.safe_load_all(text) if d]
-
-
-def test_the_chart_grants_lease_access_by_a_namespaced_role_not_the_cluster_role():
-    docs = _template_docs(CHART / "templates" / "rbac-leader-election.yaml")
+def test_the_chart_grants_lease_access_by_a_namespaced_role_not_the_cluster_role(helm):
+    done = subprocess.run([helm, "template", "rel", str(CHART), "-n", "faiss-system",
+                           "--show-only", "templates/rbac-leader-election.yaml"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     role = next(d for d in docs if d["kind"] == "Role")
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "placeholder"  # .Release.Namespace
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "faiss-system"  # .Release.Namespace
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     granted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for rule in role["rules"]:
@@ -241,6 +285,10 @@ def test_the_chart_grants_lease_access_by_a_namespaced_role_not_the_cluster_role
             for resource in rule["resources"]:
                 granted[(group, resource)] |= set(rule["verbs"])
         if set(rule["verbs"]) & {"get", "update"}:
-            assert rule.get("resourceNames"), "get/update must be limited to the one Lease"
+            assert rule.get("resourceNames") == [f"{role['metadata']['name'].removesuffix('-leader-election')}-leader"], (
+                "get/update must be limited to the one Lease")
     assert {k: frozenset(v) for k, v in granted.items()} == LEADER_ELECTION
     assert not set(LEADER_ELECTION) & set(REQUIRED)
+    off = subprocess.run([helm, "template", "rel", str(CHART), "-n", "faiss-system", "--set", "leaderElection.enabled=false", "--set", "replicaCount=1",
+                          "--show-only", "templates/rbac-leader-election.yaml"], capture_output=True, text=True, timeout=120)
+    assert off.returncode != 0 and "could not find template" in off.stderr  # nothing rendered when election is off

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "stack"))
-
-from components import Component, Ctx  # noqa: E402
-from node_agent import IpPool, listening_on  # noqa: E402
-from stack import StackError, wait_for_predecessor  # noqa: E402
-from stackconf import MARK_ENV, StackPaths  # noqa: E402
+from hack.stack.components import Component, Ctx
+from hack.stack.node_agent import IpPool, listening_on
+from hack.stack.stack import StackError, wait_for_predecessor
+from hack.stack.stackconf import MARK_ENV, StackPaths
 
 
 def test_two_checkouts_default_stacks_claim_different_pod_ip_ranges(tmp_path):

@@ -6,14 +6,10 @@ Pure parts are checked directly; the proxy with real sockets on loopback (no clu
 from __future__ import annotations
 
 import socket
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "stack"))
-
-from agent_services import service_routes  # noqa: E402
-from svcnet import Backend, ServiceProxy, ServiceTable, hosts_lines, next_free_ip, parse_service_host  # noqa: E402
+from hack.stack.agent_services import service_routes
+from hack.stack.svcnet import Backend, ServiceProxy, ServiceTable, hosts_lines, next_free_ip, parse_service_host
 
 OCTET = 217  # outside 16..215, the ranges real stacks claim
 

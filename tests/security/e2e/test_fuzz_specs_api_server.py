@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from support import readable
 
 from faiss_operator.observe import parse_spec
-from helpers import index_status, lifecycle_namespace
-from localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
+from tests.e2e.helpers import index_status, lifecycle_namespace
+from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support import readable
 
-from localstack import Cluster
+from hack.localstack import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
