@@ -37,8 +37,11 @@ OFFSET = 1_000_000  # ids of data generation g are base ids + g * OFFSET
 KEY, IDS_KEY = "sharded/gen{gen}/{{horizon}}/vectors.npy", "sharded/gen{gen}/{{horizon}}/ids.npy"
 TYPES = {
     "HNSW": {"indexType": "HNSW", "parameters": {"m": 16, "efConstruction": 80, "efSearch": 96}},
-    "IVF": {"indexType": "IVF", "parameters": {"nlist": 32, "nprobe": 8}},
+    # nprobe 2 of 32 keeps IVF recall well below 1 (about 0.8 here), so "equal to the
+    # unsharded build" is a real comparison, not two saturated 1.0s; the gate is set below it.
+    "IVF": {"indexType": "IVF", "parameters": {"nlist": 32, "nprobe": 2}},
 }
+MIN_RECALL = {"HNSW": 0.8, "IVF": 0.5}
 
 
 @dataclass
@@ -56,7 +59,7 @@ def source(gen: int) -> dict:
 
 def doc(cluster: Cluster, name: str, shards: int, kind: str, gen: int = 1, **extra) -> dict:
     return index_doc(cluster, name, DIM, source(gen), shards=shards,
-                     validation={"minRecall": 0.8, "k": K, "queries": 100}, **TYPES[kind], **extra)
+                     validation={"minRecall": MIN_RECALL[kind], "k": K, "queries": 100}, **TYPES[kind], **extra)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +150,7 @@ def test_the_fan_out_serves_the_four_shard_index_by_service_name_with_the_recall
     print(f"{kind}: recall@{K} fan-out over {SHARDS} shards {sharded_recall:.4f}, unsharded {single_recall:.4f}")
     assert sharded_versions == {current}
     assert abs(sharded_recall - single_recall) <= 0.01
-    assert sharded_recall >= 0.9
+    assert sharded_recall >= MIN_RECALL[kind]
     status = json.loads(urllib.request.urlopen(f"{url}/v1/status", timeout=10).read())
     assert status["failures"] == []
 
@@ -203,6 +206,7 @@ def test_a_hot_swap_and_a_rollback_of_a_four_shard_index_fail_no_query_and_never
         v2 = wait_index_ready(cluster, built.ns, name, version_not=v1, timeout=300)["currentVersion"]
         built.generation[v2] = 2
         cluster.wait_for(f"the fan-out answering {v2}", lambda: traffic.seen(v2), 120, interval=0.2)
+        time.sleep(3)  # a few hundred answers from the new version before rolling back
         swapped = len(traffic.answers)
         patch_spec(cluster, built.ns, name, {"rollout": {"pinnedVersion": v1}})  # rollback by pin
         wait_status(cluster, built.ns, name, f"pinned back to {v1}", lambda s: s.get("currentVersion") == v1, 120)
