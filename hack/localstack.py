@@ -2,8 +2,10 @@
 
 Dev/test infrastructure: installs the chart with helm, seeds sample embeddings into the
 stack's S3, applies FaissIndex objects with kubectl and queries serving pods. The local
-stack has no kube-proxy, so a Service is reached through its EndpointSlices' pod IPs
-(each harness pod has its own 127.0.0.N).
+stack has no kube-proxy: a Service is reached either through its EndpointSlices' pod IPs
+(each harness pod has its own 127.S.x.N) or through the node agent's Service proxy
+(``Cluster.service_url``; pods themselves use the Service names, see
+hack/stack/svcnet.py).
 """
 
 from __future__ import annotations
@@ -208,6 +210,19 @@ class Cluster:
                 progress()
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+    def service_ip(self, namespace: str, name: str, timeout: float = 30) -> str:
+        """The stack-local IP the node agent's Service proxy gives ``name`` (see hack/stack/svcnet.py)."""
+        table = stack_dir() / "svcnet" / "services.json"
+
+        def lookup() -> str | None:
+            return json.loads(table.read_text())["services"].get(f"{namespace}/{name}") if table.exists() else None
+
+        return self.wait_for(f"a Service IP for {namespace}/{name}", lookup, timeout, interval=0.5)
+
+    def service_url(self, namespace: str, name: str, port: int = 80) -> str:
+        """``http://<service IP>:<port>``: from the host, the way a pod reaches ``<name>.<namespace>.svc``."""
+        return f"http://{self.service_ip(namespace, name)}:{port}"
 
     def service_pod_urls(self, service: str, namespace: str) -> list[str]:
         """Ready endpoints of a Service, from its EndpointSlices (no kube-proxy here)."""

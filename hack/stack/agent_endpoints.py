@@ -10,14 +10,16 @@ DNS-1123 name that every HTTP client connects to as an IP), with the usual
 `kubernetes.io/service-name` label, ready/serving/terminating conditions, targetRefs
 and ports resolved to the pods' container ports. Clients that list slices by
 service name and build `http://<address>:<port>` work unchanged; clients that insist
-on addressType IPv4 will not see them. There is still no kube-proxy and no DNS:
-Service cluster IPs and names are not reachable.
+on addressType IPv4 will not see them. There is no kube-proxy and no DNS; Service
+names reach ready pods through agent_services.py/svcnet.py instead (stack-local
+Service IPs, a TCP proxy and a hosts file mounted into each pod).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from hack.stack.kube_rest import ApiError, Kube
@@ -98,6 +100,9 @@ class EndpointSliceMirror:
     def __init__(self, kube: Kube, node_name: str, stop: threading.Event) -> None:
         self.kube, self.node_name, self.stop = kube, node_name, stop
         self.wake = threading.Event()
+        # Called with (services, pods) on every sync, before the slices are written
+        # (agent_services.ServiceNet routes Service IPs from the same listing).
+        self.observers: list[Callable[[list[Obj], list[Obj]], None]] = []
 
     def poke(self) -> None:
         self.wake.set()
@@ -115,6 +120,11 @@ class EndpointSliceMirror:
     def reconcile(self) -> None:
         services = self.kube.get("/api/v1/services")["items"]
         pods = self.kube.get("/api/v1/pods")["items"]
+        for observe in self.observers:
+            try:
+                observe(services, pods)
+            except Exception as e:  # noqa: BLE001 — the slices must still be written
+                log.warning("service sync observer failed: %s", e)
         existing = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in self.kube.get(
             f"{SLICES}/endpointslices",
             labelSelector=f"endpointslice.kubernetes.io/managed-by={MANAGED_BY}")["items"]}

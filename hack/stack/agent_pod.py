@@ -25,7 +25,7 @@ from hack.stack.agent_env import ConfigError, SourceCache, container_env, expand
 from hack.stack.agent_probes import ContainerProbes
 from hack.stack.agent_runtime import Container, now_iso
 from hack.stack.agent_status import StatusWriter, pod_phase, will_restart
-from hack.stack.agent_volumes import PodVolumes
+from hack.stack.agent_volumes import Mount, PodVolumes
 from hack.stack.kube_rest import ApiError, Kube, pod_path
 
 Obj = dict[str, Any]
@@ -48,6 +48,7 @@ class AgentEnv:
     allocate_ip: Callable[[str, str | None], str]
     release_ip: Callable[[str], None]
     finished: Callable[[str, bool], None]  # (uid, terminal)
+    hosts_file: Callable[[str], Path] | None = None  # namespace -> hosts file with its Services' names
 
 
 class PodGone(Exception):
@@ -132,7 +133,11 @@ class PodWorker(threading.Thread):
         if not self.pod["spec"].get("hostNetwork"):
             base["FAISS_POD_IP"] = self.pod_ip  # read by the bind shim (LD_PRELOAD)
         env = container_env(self.pod, c.spec, sources, self.pod_ip, self.env.host_ip, base)
-        return expand_argv(c.spec, env), env, self.volumes.mounts(c.spec, env)
+        mounts = self.volumes.mounts(c.spec, env)
+        if self.env.hosts_file is not None and not self.pod["spec"].get("hostNetwork"):
+            # Service names (<svc>, <svc>.<ns>[.svc[.cluster.local]]) -> stack Service IPs
+            mounts.append(Mount(self.env.hosts_file(self.pod["metadata"]["namespace"]), "/etc/hosts", True))
+        return expand_argv(c.spec, env), env, mounts
 
     def _start(self, c: Container) -> None:
         """Launch c (or record why it cannot start) — never raises ConfigError."""

@@ -14,6 +14,9 @@ shared/design/LOCAL_CLUSTER.md). It:
   EndpointSlice controllers do the rest, and honours graceful deletion;
 - keeps FQDN-typed EndpointSlices for Services (loopback IPs are rejected in
   IPv4 slices; see agent_endpoints.py);
+- plays kube-proxy and cluster DNS: each Service gets a stack-local IP with a TCP
+  proxy to its ready pods, and its names resolve in pods through a hosts file mounted
+  at /etc/hosts (agent_services.py, svcnet.py);
 - serves `kubectl logs` from the per-container log files.
 
 Started by `python -m hack.stack.stack up`; runnable alone (from the repo root):
@@ -42,6 +45,7 @@ from hack.stack.agent_endpoints import EndpointSliceMirror
 from hack.stack.agent_logs import serve_logs
 from hack.stack.agent_pod import POD_UID_ENV, AgentEnv, PodWorker
 from hack.stack.agent_runtime import build_bind_shim
+from hack.stack.agent_services import ServiceNet
 from hack.stack.kube_rest import ApiError, Kube, pod_path
 from hack.stack.stackconf import MARK_ENV, NODE_NAME, REPO_ROOT, VENV_BIN
 
@@ -153,12 +157,16 @@ class NodeAgent:
         self.api_host, self.api_port = server.hostname or HOST_IP, server.port or 443
         self.log_port = 0
         self.slices = EndpointSliceMirror(kube, node_name, self.stop_event)
+        self.services = ServiceNet(state_dir, octet, node_name)
+        self.slices.observers.append(self.services.sync)
+        log.info("Service IPs from 127.%d.8.0/21 (names in %s)", octet, self.services.table.hosts_dir)
         self._since: dict[str, str] = {}
         self.env = AgentEnv(
             kube=kube, node_name=node_name, host_ip=HOST_IP, pods_dir=state_dir / "pods",
             base_env=self._pod_base_env(), mark={MARK_ENV: self.mark},
             repo_root=str(REPO_ROOT), allocate_ip=self.ips.allocate,
-            release_ip=self.ips.release, finished=self._finished)
+            release_ip=self.ips.release, finished=self._finished,
+            hosts_file=self.services.hosts_file)
 
     def _pod_base_env(self) -> dict[str, str]:
         env = {"PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -343,6 +351,7 @@ class NodeAgent:
         leftovers = [p for p in procs.marked_pids(self.mark)
                      if procs.environ_of(p).get(POD_UID_ENV)]
         procs.kill_pids(leftovers)
+        self.services.close()
         log.info("shut down (%d pod workers stopped)", len(workers))
 
 
