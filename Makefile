@@ -14,6 +14,8 @@ PYTEST_ARGS ?=
 # shared operator release) run afterwards alone. E2E_WORKERS=0 / TEST_WORKERS=0: all serial.
 E2E_WORKERS ?= 3
 TEST_WORKERS ?= 2
+# Defines the shell function `timed NAME CMD...`: runs CMD, prints "[test] NAME: <s>s rc=<rc>" (.ci/run lists these).
+TIMED_FN := timed() { local name=$$1 t0=$$(date +%s) rc=0; shift; "$$@" || rc=$$?; echo "[test] $$name: $$(( $$(date +%s) - t0 ))s rc=$$rc"; return $$rc; }
 E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
 E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q $(PYTEST_ARGS)
 
@@ -115,9 +117,10 @@ test-e2e: stack-up ## End-to-end tests against the local stack (operator install
 
 .PHONY: test
 test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
-	$(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
-	$(STACK) up
-	set -o pipefail; $(E2E_PARALLEL) && $(E2E_SERIAL) && $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+	@$(TIMED_FN); timed unit+integration $(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@$(TIMED_FN); timed stack-up $(STACK) up
+	@set -o pipefail; $(TIMED_FN); timed e2e-parallel $(E2E_PARALLEL) && timed e2e-serial $(E2E_SERIAL) \
+	  && timed chaos-quick $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
 
 .PHONY: chaos
 chaos: install tools ## Every chaos scenario (tests/chaos: faults injected into the local stack; ~25 min), stack started and stopped
