@@ -91,7 +91,6 @@ def _worker(out: Path, sentence_file: Path) -> None:
 
 def choose_sentences(n: int, seed: int, progress=print) -> tuple[list[str], dict]:
     """``n`` sentences of bench/data.py's cached corpus, seeded; and where they came from."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import data
 
     docs, collected = data.cached_documents(data.text_roots(), progress)

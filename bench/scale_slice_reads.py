@@ -26,10 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scale_bench import BUCKET, HORIZON, NAMESPACE, PREFIX, RESULTS, build, make_data, say  # noqa: E402
-from serving_harness import Moto, fake_aws_env  # noqa: E402
+from scale_bench import BUCKET, HORIZON, NAMESPACE, PREFIX, RESULTS, build, make_data, say
+from serving_harness import Moto, fake_aws_env
 
 SOURCE_BUCKET = "bench-source"
 

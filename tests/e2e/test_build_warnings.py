@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-from localstack import Cluster, sample_embeddings  # noqa: E402
+from hack.localstack import Cluster, sample_embeddings
 
 pytestmark = pytest.mark.e2e
 
