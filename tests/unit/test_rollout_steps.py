@@ -226,6 +226,7 @@ def test_a_pinned_version_every_replica_refuses_is_undone_and_not_pinned_again()
     assert reasons(plan) == [EventReason.ROLLED_BACK, EventReason.PINNED_VERSION_MISSING]
     assert f"{v1} keeps serving" in plan.events[0].message
     assert plan.status.current_version == v1 and plan.status.pinned_version is None
+    assert plan.status.promoted_version == v1  # "last good" follows what serves once the refused pin is undone
     assert plan.write_pointer.stable_version == v1
     again = decide(observation(s, plan.status, pointer=plan.write_pointer, replicas=(refusing("a", 6, v1, None, {}),)))
     assert again.status.current_version == v1 and again.write_pointer is None
