@@ -146,7 +146,7 @@ def _parquet(client: Any, objects: list[source_s3.S3Object], columns: source_par
     readers, files, fetched = [], [], 0
     for obj in objects:
         reader = source_s3.ObjectReader(client, obj)
-        fh = io.BufferedReader(reader, buffer_size=1 << 20)
+        fh = io.BufferedReader(reader, buffer_size=64 * 1024)  # little read-ahead past a row group
         files.append(source_parquet.open_checked(fh, columns, name=obj.uri, dimension=dimension))
         readers.append(reader)
     _check_total(sum(pf.metadata.num_rows for pf in files), planned, uri)
