@@ -34,7 +34,7 @@ def _module_lock(path: Path, exclusive: bool) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def module_share(request: pytest.FixtureRequest) -> Iterator[None]:
+def module_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Test modules run side by side on pytest-xdist workers; some must run alone.
 
     - e2e modules share the stack's one operator release (each in its own namespaces); a module
@@ -43,15 +43,15 @@ def module_share(request: pytest.FixtureRequest) -> Iterator[None]:
       lock lives in the stack's directory, so it holds across pytest runs on one stack.
       `make test` runs those in a second pass without ``-n``; the lock keeps ``-n N`` safe too.
     - other modules marked ``alone`` (wall-clock latency bounds) run while no other module of the
-      same xdist run does; without xdist there is nothing to share.
+      same xdist run does (lock in the run's temp dir); without xdist there is nothing to share.
     """
     e2e = request.node.get_closest_marker("e2e") is not None
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if e2e:
         path = Path(os.environ.get("FAISS_STACK_DIR", str(ROOT / ".stack"))) / "e2e-release.lock"
         exclusive = request.node.get_closest_marker("e2e_serial") is not None
-    elif run:
-        path = Path(tempfile.gettempdir()) / f"faiss-pytest-{run}.lock"
+    elif run:  # the workers' base temp dirs (popen-gwN) share this run's parent, which pytest prunes
+        path = tmp_path_factory.getbasetemp().parent / "module.lock"
         exclusive = request.node.get_closest_marker("alone") is not None
     else:
         yield
