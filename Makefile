@@ -9,7 +9,7 @@ STACK_DIR ?= $(CURDIR)/.stack
 export FAISS_STACK_DIR := $(STACK_DIR)
 STACK := $(PY) -m hack.stack.stack
 PYTEST_ARGS ?=
-# Parallel test workers (pytest-xdist). The e2e suite mostly waits on the stack (builds, resyncs),
+# Parallel test workers (pytest-xdist, --dist loadfile). The e2e suite mostly waits on the stack,
 # so 3 workers overlap that waiting on 2 cores; modules marked e2e_serial (they change the
 # shared operator release) run afterwards alone. E2E_WORKERS=0 / TEST_WORKERS=0: all serial.
 E2E_WORKERS ?= 3
@@ -117,7 +117,7 @@ test-e2e: stack-up ## End-to-end tests against the local stack (operator install
 
 .PHONY: test
 test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
-	@$(TIMED_FN); timed unit+integration $(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@$(TIMED_FN); timed unit+integration $(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	@$(TIMED_FN); timed stack-up $(STACK) up
 	@set -o pipefail; $(TIMED_FN); timed e2e-parallel $(E2E_PARALLEL) && timed e2e-serial $(E2E_SERIAL) \
 	  && timed chaos-quick $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc

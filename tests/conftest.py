@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,24 +52,46 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(f"{config.stash[_DESELECTED]} tests marked e2e deselected: they {STACK_HINT}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def release_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    """An e2e module shares the stack's one operator release; an ``e2e_serial`` module has it alone.
+@contextmanager
+def _module_lock(path: Path, exclusive: bool) -> Iterator[None]:
+    """A read/write lock between pytest-xdist workers, writers first.
 
-    e2e modules run side by side on pytest-xdist workers (``-n N --dist loadfile``), each in its
-    own namespaces, all on the chart's default release. A module marked ``e2e_serial`` changes
-    that release (helm values, replicas, killed pods) or watches the whole operator, so it takes
-    the lock exclusively and waits for every other e2e module to finish. `make test` runs those in
-    a second pass without ``-n``; the lock keeps a plain ``pytest -n N tests/e2e`` safe too.
+    Readers (modules that may run side by side) hold ``path`` shared, a writer (a module that
+    must run alone) holds it exclusively. A turnstile lock beside it, taken briefly by readers
+    and held by a waiting writer, keeps new readers from starving the writer.
     """
-    if request.node.get_closest_marker("e2e") is None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".turnstile"), "w") as turnstile, open(path, "w") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Test modules run side by side on pytest-xdist workers; some must run alone.
+
+    - e2e modules share the stack's one operator release (each in its own namespaces); a module
+      marked ``e2e_serial`` changes that release (helm values, replicas, killed pods) or watches
+      the whole operator, so it waits for every other e2e module and has the stack alone. The
+      lock lives in the stack's directory, so it holds across pytest runs on one stack.
+      `make test` runs those in a second pass without ``-n``; the lock keeps ``-n N`` safe too.
+    - other modules marked ``alone`` (wall-clock latency bounds) run while no other module of the
+      same xdist run does (lock in the run's temp dir); without xdist there is nothing to share.
+    """
+    e2e = request.node.get_closest_marker("e2e") is not None
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if e2e:
+        path = Path(os.environ.get("FAISS_STACK_DIR", str(ROOT / ".stack"))) / "e2e-release.lock"
+        exclusive = request.node.get_closest_marker("e2e_serial") is not None
+    elif run:  # the workers' base temp dirs (popen-gwN) share this run's parent, which pytest prunes
+        path = tmp_path_factory.getbasetemp().parent / "module.lock"
+        exclusive = request.node.get_closest_marker("alone") is not None
+    else:
         yield
         return
-    exclusive = request.node.get_closest_marker("e2e_serial") is not None
-    state = Path(os.environ.get("FAISS_STACK_DIR", str(ROOT / ".stack")))
-    state.mkdir(parents=True, exist_ok=True)
-    with open(state / "e2e-release.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    with _module_lock(path, exclusive):
         yield
 
 

@@ -38,7 +38,7 @@ from indexops_api.layout import pointer_key
 from indexops_api.pointer import ServingPointer
 from indexops_store.s3 import ArtifactStore, make_client
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]  # latency bounds while under attack: no other module beside it
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
