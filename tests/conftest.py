@@ -1,4 +1,4 @@
-"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback; the e2e release lock."""
+"""Fixtures shared by integration and e2e tests: a real PostgreSQL on loopback; the module lock for xdist workers."""
 
 from __future__ import annotations
 
