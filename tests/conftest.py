@@ -5,7 +5,7 @@ collects the ``testpaths`` (unit, integration, security) and deselects the tests
 ``e2e``. A run asks for the stack by naming those tests: ``-m e2e`` (as ``make test-e2e``
 and ``make test`` do), or a path such as ``tests/e2e/test_chart.py`` or ``tests/chaos``.
 
-The e2e modules share the stack's one operator release (``release_share``).
+Under pytest-xdist, modules take a shared or exclusive module lock (``release_share``).
 """
 
 from __future__ import annotations
