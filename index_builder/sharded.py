@@ -46,7 +46,7 @@ from index_builder import build, checks, holdout, measure, params, preflight, pu
 from index_builder.errors import BuildError, RequestInvalid, SourceInvalid, StorageFailure
 from index_builder.pipeline import Outcome, seed_for
 from indexops_api.build_request import BuildRequest
-from indexops_api.layout import version_prefix
+from indexops_api.layout import build_key, version_prefix
 from indexops_api.shards import PLAN_FILE, RULE_ROWS, auto_shard_count, row_ranges
 from indexops_api.spec import FaissIndexSpec, IndexType
 from indexops_store.s3 import ArtifactStore, StorageError, make_client, sha256_file
@@ -216,7 +216,7 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
         checks.check_values(matrix, name=loaded.uri, metric=spec.metric)
         ids = _ids(loaded, n)  # duplicate or negative ids fail here, once, not in N pods
         load_seconds = time.perf_counter() - t0
-        seed = seed_for(request.build_key)
+        seed = whole_index_seed(spec)
         try:
             index = build.new_index(spec.dimension, spec.metric, factory, resolved.build, spec.parameters)
             held = holdout.holdout_rows(n, spec.validation.queries, seed ^ 1, name=loaded.uri,
@@ -250,6 +250,17 @@ def train(ctx: Context, env: Mapping[str, str], workdir: Path | None = None) -> 
     log.info("trained index published", extra={"factory": factory, "vectors": n, "shards": shards, "why": reason,
                                                 "heldOut": len(held), "trainedStateSha256": plan["trainedStateSha256"]})
     return plan
+
+
+def whole_index_seed(spec: FaissIndexSpec) -> int:
+    """The seed of the held-out and training rows: the one an unsharded build of this spec uses.
+
+    The operator's build key of the same spec as one index (``shards: 1``), so a sharded build
+    holds out the same validation queries and trains the same coarse quantizer and codebooks as
+    an unsharded build of the same data and parameters: IVF shards then answer exactly as that
+    index does, and the two recall figures are measured on the same queries.
+    """
+    return seed_for(build_key(spec.updated(shards=1, auto_shards=False)))
 
 
 def choose_shards(spec: FaissIndexSpec, index_type: IndexType | None, resolved: params.ResolvedParameters,

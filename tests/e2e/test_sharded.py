@@ -37,12 +37,12 @@ OFFSET = 1_000_000  # ids of data generation g are base ids + g * OFFSET
 KEY, IDS_KEY = "sharded/gen{gen}/{{horizon}}/vectors.npy", "sharded/gen{gen}/{{horizon}}/ids.npy"
 TYPES = {
     "HNSW": {"indexType": "HNSW", "parameters": {"m": 16, "efConstruction": 80, "efSearch": 96}},
-    # At nprobe 8 both the 4-shard and the unsharded IVF reach recall@10 1.0 here. At nprobe 2
-    # (recall ~0.8) the builders' gate recall differed by 0.021 between them on the stack
-    # (2026-12-07, h11net report): an open finding, not covered by this test.
-    "IVF": {"indexType": "IVF", "parameters": {"nlist": 32, "nprobe": 8}},
+    # nprobe 2: recall well below 1, so "equal to the unsharded build" is a real comparison. The
+    # sharded build trains the same quantizer on the same rows as the unsharded one
+    # (index_builder.sharded.whole_index_seed), so their answers and recall figures should match.
+    "IVF": {"indexType": "IVF", "parameters": {"nlist": 32, "nprobe": 2}},
 }
-MIN_RECALL = {"HNSW": 0.8, "IVF": 0.8}
+MIN_RECALL = {"HNSW": 0.8, "IVF": 0.5}
 
 
 @dataclass
