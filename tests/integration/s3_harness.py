@@ -86,18 +86,33 @@ class BuildResult:
     prefix: str
 
 
-def run_builder(request: dict[str, Any], tmp_path: Path) -> BuildResult:
-    """The builder's process logic in-process (same code path as the CLI minus click)."""
+def run_builder(request: dict[str, Any], tmp_path: Path, stage: str | None = None,
+                index: int | None = None) -> BuildResult:
+    """The builder's process logic in-process (same code path as the CLI minus click).
+
+    ``stage``/``index``: one stage of a sharded build, with the environment an Indexed Job
+    gives its pods (``FAISS_BUILD_STAGE``, ``JOB_COMPLETION_INDEX``).
+    """
     from index_builder.cli import execute
     from indexops_api.layout import version_prefix
 
     termination = tmp_path / f"termination-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "FAISS_BUILD_REQUEST": json.dumps(request), "TERMINATION_MESSAGE_PATH": str(termination)}
+    if stage is not None:
+        env["FAISS_BUILD_STAGE"] = stage
+    if index is not None:
+        env["JOB_COMPLETION_INDEX"] = str(index)
     code = execute(None, None, env)
     spec = request["spec"]
     prefix = version_prefix(spec["storage"].get("prefix", "faiss-indexes"), request["namespace"], request["index"],
                             spec["horizon"], request["version"])
     return BuildResult(code, termination.read_text() if termination.exists() else "", prefix)
+
+
+def run_stage(request: dict[str, Any], tmp_path: Path, stage: str, index: int | None = None) -> tuple[int, str]:
+    """One stage of a sharded build (train, shard N, finalize): its exit code and termination message."""
+    result = run_builder(request, tmp_path, stage, index)
+    return result.exit_code, result.termination
 
 
 # -- serving helpers ---------------------------------------------------------------------------

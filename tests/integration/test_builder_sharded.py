@@ -8,15 +8,13 @@ operator's Jobs run them.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pytest
-from s3_harness import Buckets, build_request, clustered, put_npy
+from s3_harness import Buckets, build_request, clustered, put_npy, run_builder, run_stage
 
 from indexops_api.manifest import Manifest
 from indexops_api.shards import merge_topk
@@ -25,18 +23,6 @@ from indexops_store.s3 import sha256_file
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_faiss_thread")]
 
 N, DIM = 2400, 16
-
-
-def _stage(request: dict[str, Any], tmp_path: Path, stage: str, index: int | None = None) -> tuple[int, str]:
-    from index_builder.cli import execute
-
-    termination = tmp_path / f"termination-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "FAISS_BUILD_REQUEST": json.dumps(request), "TERMINATION_MESSAGE_PATH": str(termination),
-           "FAISS_BUILD_STAGE": stage}
-    if index is not None:
-        env["JOB_COMPLETION_INDEX"] = str(index)
-    code = execute(None, None, env)
-    return code, termination.read_text() if termination.exists() else ""
 
 
 def _prefix(request: dict[str, Any]) -> str:
@@ -50,10 +36,10 @@ def _build(s3: Any, buckets: Buckets, endpoint: str, tmp_path: Path, *, shards: 
            build_key: str | None = None, **spec: Any) -> tuple[dict[str, Any], Manifest | None]:
     request = build_request(buckets=buckets, endpoint=endpoint, ids_key="{horizon}/ids.npy", dimension=DIM,
                             version=version, build_key=build_key, shards=shards, validation={"queries": 60, "k": 10}, **spec)
-    assert _stage(request, tmp_path, "train") == (0, "")
+    assert run_stage(request, tmp_path, "train") == (0, "")
     for shard in range(shards):
-        assert _stage(request, tmp_path, "shard", shard) == (0, "")
-    code, message = _stage(request, tmp_path, "finalize")
+        assert run_stage(request, tmp_path, "shard", shard) == (0, "")
+    code, message = run_stage(request, tmp_path, "finalize")
     assert (code, message) == (0, "")
     body = s3.get_object(Bucket=buckets.artifacts, Key=f"{_prefix(request)}/manifest.json")["Body"].read()
     return request, Manifest.model_validate(json.loads(body))
@@ -144,16 +130,16 @@ def test_finalize_refuses_to_publish_while_a_slice_is_missing(
     request = build_request(buckets=buckets, endpoint=s3_endpoint, ids_key="{horizon}/ids.npy", dimension=DIM,
                             version="20260101T000000Z-0000000e", shards=3, indexType="Flat",
                             validation={"queries": 60, "k": 10})
-    assert _stage(request, tmp_path, "train") == (0, "")
+    assert run_stage(request, tmp_path, "train") == (0, "")
     for shard in (0, 2):
-        assert _stage(request, tmp_path, "shard", shard) == (0, "")
-    code, message = _stage(request, tmp_path, "finalize")
+        assert run_stage(request, tmp_path, "shard", shard) == (0, "")
+    code, message = run_stage(request, tmp_path, "finalize")
     assert code == 1 and message.startswith("BuildError:") and "slice 1" in message
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.artifacts).get("Contents", [])]
     assert not any(k.endswith("manifest.json") for k in keys)  # all shards or nothing
     # the missing slice retried alone completes the version
-    assert _stage(request, tmp_path, "shard", 1) == (0, "")
-    assert _stage(request, tmp_path, "finalize") == (0, "")
+    assert run_stage(request, tmp_path, "shard", 1) == (0, "")
+    assert run_stage(request, tmp_path, "finalize") == (0, "")
 
 
 def _download(s3: Any, buckets: Buckets, request: dict[str, Any], name: str, tmp_path: Path) -> Path:
@@ -167,7 +153,6 @@ def test_a_sharded_ivf_build_holds_out_the_same_queries_and_trains_the_same_inde
 ) -> None:
     from indexops_api.layout import build_key
     from indexops_api.spec import FaissIndexSpec
-    from s3_harness import run_builder
 
     params = {"nlist": 32, "nprobe": 1}  # one list probed: recall well below 1, so equal figures mean equal answers
     whole = build_request(buckets=buckets, endpoint=s3_endpoint, ids_key="{horizon}/ids.npy", dimension=DIM,

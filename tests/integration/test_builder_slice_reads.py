@@ -10,14 +10,13 @@ once: the result is the same as reading the whole source in every pod.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from s3_harness import Buckets, build_request, clustered, pg_execute, put_npy, put_parquet, vector_table
+from s3_harness import Buckets, build_request, clustered, pg_execute, put_npy, put_parquet, run_stage, vector_table
 
 from indexops_api.layout import version_prefix
 from indexops_api.manifest import Manifest
@@ -46,30 +45,18 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
-def _stage(request: dict[str, Any], tmp_path: Path, stage: str, index: int | None = None) -> tuple[int, str]:
-    from index_builder.cli import execute
-
-    termination = tmp_path / f"termination-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "FAISS_BUILD_REQUEST": json.dumps(request), "TERMINATION_MESSAGE_PATH": str(termination),
-           "FAISS_BUILD_STAGE": stage}
-    if index is not None:
-        env["JOB_COMPLETION_INDEX"] = str(index)
-    code = execute(None, None, env)
-    return code, termination.read_text() if termination.exists() else ""
-
-
 def _sharded(s3: Any, buckets: Buckets, endpoint: str, tmp_path: Path, fetched: list[int], *, dimension: int = DIM,
              **spec: Any) -> tuple[Manifest, list[int], list[np.ndarray]]:
     """Train, 4 slices (bytes each counted by the hook), finalize; the manifest, bytes per slice, ids per shard."""
     request = build_request(buckets=buckets, endpoint=endpoint, dimension=dimension, shards=SHARDS,
                             shardMerge="Never", validation={"queries": 40, "k": 10}, **spec)
-    assert _stage(request, tmp_path, "train") == (0, "")
+    assert run_stage(request, tmp_path, "train") == (0, "")
     per_slice = []
     for shard in range(SHARDS):
         before = sum(fetched)
-        assert _stage(request, tmp_path, "shard", shard) == (0, "")
+        assert run_stage(request, tmp_path, "shard", shard) == (0, "")
         per_slice.append(sum(fetched) - before)
-    assert _stage(request, tmp_path, "finalize") == (0, "")
+    assert run_stage(request, tmp_path, "finalize") == (0, "")
     s = request["spec"]
     prefix = version_prefix("faiss-indexes", request["namespace"], request["index"], s["horizon"], request["version"])
     manifest = Manifest.model_validate(json.loads(
