@@ -158,7 +158,7 @@ class PodWorker(threading.Thread):
         if pids:
             procs.stop_groups(pids, grace, reap=False)
         for c in containers:
-            c.collect_exit()
+            c.collect_killed_exit()
 
     # ---- lifecycle ------------------------------------------------------------------
     def run(self) -> None:

@@ -174,6 +174,27 @@ class Container:
         self.ready = self.started = False
         return True
 
+    def collect_killed_exit(self, timeout: float = 5.0) -> None:
+        """After a kill: record a terminated state, as a kubelet always does for a killed container.
+
+        ``collect_exit`` can miss a process that is still exiting, or whose status another thread
+        is collecting at that moment (``Popen.poll`` then answers None). A pod deleted with its
+        container still "running" would never reach a terminal phase, and a Job with a
+        ``podFailurePolicy`` never replaces such a pod. So wait for the exit (bounded), and if the
+        status still cannot be read, record the kill (exit 137).
+        """
+        if self.collect_exit() or self.proc is None or "running" not in self.state:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.collect_exit() and "running" in self.state:
+            self.state = {"terminated": {"exitCode": 137, "reason": "Error", "message": "killed by the node agent",
+                                         "startedAt": self.state["running"]["startedAt"], "finishedAt": now_iso(),
+                                         "containerID": self.container_id}}
+            self.ready = self.started = False
+
     def _termination_message(self, code: int) -> str:
         try:
             msg = self.term_file.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
