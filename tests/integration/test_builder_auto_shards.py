@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from s3_harness import Buckets, build_request, clustered, put_npy
-from test_builder_slice_reads import _stage
+from s3_harness import Buckets, build_request, clustered, put_npy, run_stage
 
 from faiss_operator.shard_plan import shards_of
 from indexops_api.layout import version_prefix
@@ -31,12 +30,12 @@ def _auto_build(s3: Any, buckets: Buckets, endpoint: str, tmp_path: Path, **spec
                             validation={"queries": 40, "k": 10}, **spec)
     s = request["spec"]
     prefix = version_prefix("faiss-indexes", request["namespace"], request["index"], s["horizon"], request["version"])
-    assert _stage(request, tmp_path, "train") == (0, "")
+    assert run_stage(request, tmp_path, "train") == (0, "")
     plan = json.loads(s3.get_object(Bucket=buckets.artifacts, Key=f"{prefix}/shard-plan.json")["Body"].read())
     shards = shards_of(plan)
     for shard in range(shards):
-        assert _stage(request, tmp_path, "shard", shard) == (0, "")
-    assert _stage(request, tmp_path, "finalize") == (0, "")
+        assert run_stage(request, tmp_path, "shard", shard) == (0, "")
+    assert run_stage(request, tmp_path, "finalize") == (0, "")
     body = s3.get_object(Bucket=buckets.artifacts, Key=f"{prefix}/manifest.json")["Body"].read()
     return shards, Manifest.model_validate(json.loads(body))
 
