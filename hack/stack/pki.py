@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hack.stack.stackconf import write_if_changed
+
 SERVING_DNS = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]
 SERVING_IPS = ["127.0.0.1", "10.0.0.1"]
@@ -120,5 +122,5 @@ def write_kubeconfig(path: Path, certs: Path, server: str) -> None:
             "cluster": "faiss-local", "user": "faiss-local-admin", "namespace": "default"}}],
         "current-context": "faiss-local",
     }
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    write_if_changed(path, yaml.safe_dump(cfg, sort_keys=False))
     path.chmod(0o600)

@@ -159,9 +159,23 @@ def env_file_values(paths: StackPaths, ports: dict[str, int]) -> dict[str, str]:
     }
 
 
+def write_if_changed(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, and only when its content changes.
+
+    Every ``stack up`` rewrites the env file and kubeconfig, and under pytest-xdist each worker
+    runs ``stack up`` while the others read them: a plain rewrite (truncate, then write) lets a
+    reader see an empty file, and its kubectl/helm then talks to localhost:8080.
+    """
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_env_file(paths: StackPaths, ports: dict[str, int]) -> None:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env_file_values(paths, ports).items()]
-    paths.env_file.write_text("\n".join(lines) + "\n")
+    write_if_changed(paths.env_file, "\n".join(lines) + "\n")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

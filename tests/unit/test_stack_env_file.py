@@ -1,0 +1,42 @@
+"""The stack's env file and kubeconfig are replaced atomically (hack/stack/stackconf.py).
+
+Under pytest-xdist every worker runs `stack up` while the others read those files; a reader
+that saw a truncated file ran kubectl and helm against localhost:8080.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from hack.stack.stackconf import write_if_changed
+
+
+def test_a_reader_never_sees_the_file_empty_while_it_is_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    texts = ["export KUBECONFIG=/a\n" * 50, "export KUBECONFIG=/b\n" * 50]
+    write_if_changed(path, texts[0])
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(path.read_text())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(300):
+        write_if_changed(path, texts[i % 2])
+    done.set()
+    reader.join()
+    assert seen <= set(texts)
+
+
+def test_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    write_if_changed(path, "same\n")
+    before = path.stat().st_ino
+    write_if_changed(path, "same\n")
+    assert path.stat().st_ino == before
+    write_if_changed(path, "changed\n")
+    assert path.read_text() == "changed\n" and not list(tmp_path.glob(".*.tmp"))
