@@ -66,7 +66,7 @@ def scratch(tmp_path: Path, rootfs: Rootfs) -> Path:
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on loopback (the same server the integration tests use)."""
     from moto.server import ThreadedMotoServer
-    from s3_harness import free_port
+    from tests.integration.s3_harness import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch = pytest.MonkeyPatch()
