@@ -38,174 +38,31 @@ import time
 from pathlib import Path
 
 import numpy as np
+from builder_workers import K, LAST_CPU_SECONDS, run_measured, run_worker, score
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 TYPES = ["HNSW", "HNSW/SQ8", "IVF/SQ8", "IVF", "Auto", "Flat", "IVFPQ", "OPQ+HNSW"]
-K = 10
+
 BUCKET = "bench-indexes"
 AUTOFAISS_VENV = Path.home() / ".cache" / "faiss-index-operator" / "bench" / "autofaiss-venv"
 # autofaiss 2.18 requires numpy<2; pyarrow>=16 (pulled by embedding-reader) requires numpy>=2.
 AUTOFAISS_PINS = ["autofaiss==2.18.0", "faiss-cpu==1.15.1", "numpy==1.26.4", "pyarrow==15.0.2"]
 
-
 def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
-
 
 # --------------------------------------------------------------------------- workers
 # Run as `python builder_bench.py --worker raw|autofaiss JOB.json` in a fresh process (the
 # autofaiss one under another interpreter), so they import only numpy and faiss.
 
-
-def score(index, queries: np.ndarray, truth: np.ndarray, ids: np.ndarray | None = None) -> dict:
-    """recall@K on the held-out queries (batch search) and single-query latency percentiles.
-
-    ``ids`` maps index positions to row ids (a published version's ids.npy: the builder adds
-    its held-out validation rows last, so positions are not row numbers).
-    """
-    _, found = index.search(queries, K)
-    if ids is not None:
-        found = np.where(found >= 0, ids[np.clip(found, 0, None)], -1)
-    hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth[:, :K]))
-    for q in queries[:5]:
-        index.search(q[None, :], K)
-    seconds = []
-    for q in queries:
-        t0 = time.perf_counter()
-        index.search(q[None, :], K)
-        seconds.append(time.perf_counter() - t0)
-    p50, p99 = np.percentile(np.array(seconds) * 1000, [50, 99])
-    return {"recall_at_10": hits / (K * len(queries)), "p50_ms": float(p50), "p99_ms": float(p99)}
-
-
-def worker_raw(job: dict) -> dict:
-    import faiss
-
-    base = np.load(job["base"], mmap_mode="r")
-    metric = faiss.METRIC_L2 if job["metric"] == "L2" else faiss.METRIC_INNER_PRODUCT
-    t0, c0 = time.perf_counter(), time.process_time()
-    index = faiss.index_factory(base.shape[1], job["factory"], metric)
-    if "efConstruction" in job.get("build_parameters", {}):
-        _set_ef_construction(faiss, index, job["build_parameters"]["efConstruction"])
-    _no_polysemous_training(faiss, index)
-    index.train(base)
-    trained = time.perf_counter() - t0
-    index.add(base)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    space = faiss.ParameterSpace()
-    for name, value in job.get("search_parameters", {}).items():
-        space.set_index_parameter(index, name, value)
-    out = {"train_seconds": trained, "seconds": seconds, "cpu_seconds": cpu, "factory": job["factory"]}
-    return out | score(index, np.load(job["queries"]), np.load(job["truth"]))
-
-
-def _set_ef_construction(faiss, index, value: int) -> None:
-    """efConstruction on the HNSW level of an index, whatever wraps it (PreTransform, ...)."""
-    node = faiss.downcast_index(index)
-    while node is not None:
-        if hasattr(node, "hnsw"):
-            node.hnsw.efConstruction = value
-            return
-        node = faiss.downcast_index(node.index) if hasattr(node, "index") else None
-
-
-def _no_polysemous_training(faiss, index) -> None:
-    """Switch off PQ polysemous training, as the builder does (it only serves Hamming-filtered search).
-
-    Left on, it dominates a raw IVFPQ build (570 s of a 11k-row build in the previous run), which
-    would compare the builder with a slower raw build than anyone would run.
-    """
-    stack = [index]
-    while stack:
-        node = faiss.downcast_index(stack.pop())
-        if hasattr(node, "do_polysemous_training"):
-            node.do_polysemous_training = False
-        for attr in ("index", "base_index", "storage"):
-            child = getattr(node, attr, None)
-            if child is not None and isinstance(child, faiss.Index):
-                stack.append(child)
-
-
-def worker_autofaiss(job: dict) -> dict:
-    import logging
-
-    from autofaiss import build_index
-
-    base = np.load(job["base"])
-    t0 = time.perf_counter()
-    index, info = build_index(
-        embeddings=base, save_on_disk=False, metric_type="l2", min_nearest_neighbors_to_retrieve=K,
-        max_index_memory_usage=job["max_memory"], current_memory_available=job["memory_available"],
-        max_index_query_time_ms=job["max_query_ms"], nb_cores=os.cpu_count(), verbose=logging.WARNING,
-    )
-    seconds = time.perf_counter() - t0
-    out = {"seconds": seconds, "factory": (info or {}).get("index_key"), "info": info}
-    return out | score(index, np.load(job["queries"]), np.load(job["truth"]))
-
-
-def run_measured(argv: list[str], env: dict | None = None) -> tuple[int, float, int, str]:
-    """(exit code, wall seconds, peak RSS bytes, stderr tail) of one child process.
-
-    Peak RSS is the child's own ``VmHWM`` (high-water mark of its post-exec address space),
-    polled from /proc until it exits. ``ru_maxrss`` from ``wait4``/``RUSAGE_CHILDREN`` is
-    useless here: Linux folds the forking parent's RSS into it, so every child would report
-    this (large) orchestrating process.
-    """
-    with tempfile.TemporaryFile("w+") as stderr:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stderr=stderr, text=True)
-        peak = 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own rusage, unlike RUSAGE_CHILDREN
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                break
-            peak = max(peak, _vm_hwm(proc.pid))
-            time.sleep(0.1)
-        seconds = time.perf_counter() - t0
-        LAST_CPU_SECONDS[0] = usage.ru_utime + usage.ru_stime
-        stderr.seek(0)
-        err = stderr.read()
-    if err.strip():
-        sys.stderr.write(err[-4000:])
-    return proc.returncode, seconds, peak, err[-2000:]
-
-
-LAST_CPU_SECONDS = [0.0]  # user+system CPU of the last run_measured child (robust to other load on the machine)
-
-
-def _vm_hwm(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def run_worker(kind: str, job: dict, work: Path, python: str = sys.executable) -> dict:
-    job_path, out_path = work / f"{kind}-job.json", work / f"{kind}-out.json"
-    job_path.write_text(json.dumps(job | {"out": str(out_path)}))
-    env = {**os.environ, "TQDM_DISABLE": "1"}  # autofaiss progress bars
-    code, wall, rss, err = run_measured([python, __file__, "--worker", kind, str(job_path)], env)
-    if code != 0:
-        return {"error": f"{kind} worker exited {code}: {err.strip().splitlines()[-1] if err.strip() else ''}"}
-    return json.loads(out_path.read_text()) | {"process_seconds": wall, "peak_rss_bytes": rss,
-                                               "process_cpu_seconds": LAST_CPU_SECONDS[0]}
-
-
 # --------------------------------------------------------------------------- builder
-
 
 def split_type(name: str) -> tuple[str, str | None]:
     """``"HNSW/SQ8"`` -> (``"HNSW"``, ``"SQ8"``): an index type and its ``parameters.encoding``, if any."""
     index_type, _, encoding = name.partition("/")
     return index_type, encoding or None
-
 
 def run_builder(type_name: str, n: int, dim: int, data: Path, endpoint: str, work: Path, args) -> dict:
     """One end-to-end builder run; the manifest's numbers plus wall time and peak RSS."""
@@ -246,14 +103,12 @@ def run_builder(type_name: str, n: int, dim: int, data: Path, endpoint: str, wor
     wire = manifest.to_wire() if hasattr(manifest, "to_wire") else manifest.model_dump(by_alias=True, mode="json")
     return {"seconds": wall, "cpu_seconds": LAST_CPU_SECONDS[0], "peak_rss_bytes": rss, "manifest": wire, "index_path": str(local), "ids_path": str(ids_local)}
 
-
 def version_id_now(key: str) -> str:
     from datetime import datetime, timezone
 
     from indexops_api.layout import version_id
 
     return version_id(datetime.now(timezone.utc), key)
-
 
 def factory_of(manifest: dict) -> str | None:
     """The factory string the builder used: recorded, or derived for the original three types."""
@@ -264,14 +119,12 @@ def factory_of(manifest: dict) -> str | None:
     p, t = manifest["parameters"], manifest["indexType"]
     return {"Flat": "Flat", "HNSW": f"HNSW{p.get('m')},Flat", "IVF": f"IVF{p.get('nlist')},Flat"}.get(t)
 
-
 def _vm_rss() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
 
 def score_artifact(path: str, ids_path: str, search: dict, queries: np.ndarray, truth: np.ndarray) -> dict:
     import gc
@@ -288,15 +141,12 @@ def score_artifact(path: str, ids_path: str, search: dict, queries: np.ndarray, 
         space.set_index_parameter(index, name, value)
     return score(index, queries, truth, ids=ids) | {"rss_delta_bytes": loaded}
 
-
 # --------------------------------------------------------------------------- main
-
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
 
 def ensure_autofaiss(skip: bool) -> tuple[str | None, str]:
     """(python of the autofaiss venv, note); made with uv from PyPI on first use."""
@@ -316,7 +166,6 @@ def ensure_autofaiss(skip: bool) -> tuple[str | None, str]:
         return None, f"skipped: autofaiss does not import ({probe.stderr.strip().splitlines()[-1:]})"
     return str(python), f"separate venv {AUTOFAISS_VENV} (faiss, numpy {probe.stdout.strip()}): autofaiss pins numpy<2"
 
-
 def builder_code() -> dict:
     """Which index_builder the console script ran (the tree is edited concurrently): path, commit, dirty."""
     import index_builder
@@ -325,7 +174,6 @@ def builder_code() -> dict:
     git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
     return {"path": str(path), "head": git("rev-parse", "HEAD"), "pythonpath": os.environ.get("PYTHONPATH"),
             "uncommitted_changes": git("status", "--porcelain", "--", "index_builder", "indexops_api").splitlines()}
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Builder benchmark: each index type, builder vs raw faiss vs autofaiss.")
@@ -339,22 +187,13 @@ def main() -> int:
     parser.add_argument("--no-autofaiss", action="store_true")
     parser.add_argument("--dataset", choices=["lsa", "minilm"], default="lsa",
                         help="lsa: bench/data.py; minilm: all-MiniLM-L6-v2 sentence embeddings (bench/neural_data.py)")
-    parser.add_argument("--worker", choices=["raw", "autofaiss"], help=argparse.SUPPRESS)
-    parser.add_argument("job", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        job = json.loads(Path(args.job).read_text())
-        out = worker_raw(job) if args.worker == "raw" else worker_autofaiss(job)
-        Path(job["out"]).write_text(json.dumps(out, default=str))
-        return 0
     if args.quick:
         args.n = 20_000
     return run(args)
 
-
 def stem_of(args) -> str:
     return f"builder-{args.dataset}" if args.dataset != "lsa" else ("builder-quick-20k" if args.quick else "builder")
-
 
 def result_of(args, dataset, rows: list, skipped: list, started: float, code: dict, report, autofaiss: dict) -> dict:
     import faiss
@@ -370,12 +209,10 @@ def result_of(args, dataset, rows: list, skipped: list, started: float, code: di
         "previous": report.previous_summary(_previous_path(args)),
     }
 
-
 def _previous_path(args) -> Path:
     """The run this one replaces: saved aside by the first partial write, else the results file itself."""
     aside = RESULTS / f"{stem_of(args)}.previous.json"
     return aside if aside.exists() else RESULTS / f"{stem_of(args)}.json"
-
 
 def write_partial(args, dataset, rows: list, skipped: list, started: float, code: dict, report) -> None:
     """Results so far, written after every type: a run cut short still leaves its finished rows."""
@@ -386,7 +223,6 @@ def write_partial(args, dataset, rows: list, skipped: list, started: float, code
         (RESULTS / f"{stem}.previous.json").write_text(previous.read_text())  # keep the baseline for before/after
     result["partial"] = True
     report.write(result, RESULTS, stem)
-
 
 def run(args) -> int:
     import logging
@@ -467,7 +303,6 @@ def run(args) -> int:
     (RESULTS / f"{stem_of(args)}.previous.json").unlink(missing_ok=True)
     say(f"done in {result['bench_seconds']:.0f}s -> {RESULTS}/{stem_of(args)}.{{json,md,png}}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
