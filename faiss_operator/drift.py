@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable
 
 from indexops_api.fingerprint import describe_drift
@@ -17,12 +17,18 @@ from faiss_operator.conditions import parse_time, timestamp
 from faiss_operator.model import Event, JobObservation, Observation
 
 
+def next_sync_time(spec: FaissIndexSpec, status: FaissIndexStatus, now: datetime) -> datetime | None:
+    """When the next drift check is due: every ``sync.interval`` once a version serves (now if never)."""
+    if spec.sync is None or status.current_version is None:
+        return None
+    last = parse_time(status.last_sync_time)
+    return now if last is None else last + timedelta(seconds=duration_seconds(spec.sync.interval))
+
+
 def sync_due(spec: FaissIndexSpec, status: FaissIndexStatus, now: datetime) -> bool:
     """A drift check runs every ``sync.interval`` once a version serves."""
-    if spec.sync is None or status.current_version is None:
-        return False
-    last = parse_time(status.last_sync_time)
-    return last is None or (now - last).total_seconds() >= duration_seconds(spec.sync.interval)
+    due = next_sync_time(spec, status, now)
+    return due is not None and now >= due
 
 
 def build_just_ended(status: FaissIndexStatus, jobs: Iterable[JobObservation]) -> bool:

@@ -23,12 +23,12 @@ indexes at the default 2 passes/s).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from indexops_api.spec import FaissIndexSpec
-from indexops_api.spec_ops import duration_seconds
 from indexops_api.status import BuildResult, FaissIndexStatus
 from faiss_operator.conditions import parse_time
+from faiss_operator.drift import next_sync_time
 from faiss_operator.model import Plan, Requeue
 
 MIN_DELAY = 1.0
@@ -56,11 +56,9 @@ def next_timer(spec: FaissIndexSpec | None, status: FaissIndexStatus, now: datet
         retry = parse_time(status.next_retry_time)
         if retry is not None:
             due.append(retry)
-    if spec.sync is not None and status.current_version is not None:
-        synced = parse_time(status.last_sync_time)
-        if synced is None:
-            return MIN_DELAY
-        due.append(synced + timedelta(seconds=duration_seconds(spec.sync.interval)))
+    sync = next_sync_time(spec, status, now)
+    if sync is not None:
+        due.append(sync)
     if not due:
         return None
     return max(MIN_DELAY, min((d - now).total_seconds() for d in due))
