@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from indexops_api import constants as c
 from indexops_api.status import EventReason
@@ -23,7 +24,7 @@ from faiss_operator.config import OperatorConfig
 from faiss_operator.decide import decide
 from faiss_operator.execute import execute
 from faiss_operator.deletion import STOP_WAIT_SECONDS, decide_deletion
-from faiss_operator.kube import clients, is_not_found, to_dict
+from faiss_operator.kube import api_error_summary, clients, is_conflict, is_namespace_terminating, is_not_found, to_dict
 from faiss_operator.artifacts import StorageNotAllowed, bounded, store_for
 from faiss_operator.observe import observe, parse_spec
 from faiss_operator.pacing import ResyncSlots, wait_seconds
@@ -83,6 +84,22 @@ def reconcile_once(namespace: str, name: str) -> tuple[float, bool]:
                         indexes=len(_wakeups), idle_passes_per_second=CONFIG.idle_passes_per_second)
 
 
+def failure_log(exc: Exception, namespace: str, backoff: float) -> tuple[int, str, bool]:
+    """How a failed reconcile pass is logged: (level, message, with a traceback).
+
+    A refusal because the namespace is being deleted is expected (the index goes next) and
+    takes one info line, a conflict with another writer one warning line; anything else
+    is unexpected and keeps its traceback (API errors without the HTTP headers).
+    """
+    retry = f"retrying in {backoff:.0f}s"
+    if is_namespace_terminating(exc):
+        return logging.INFO, f"namespace {namespace} is being deleted; nothing new can be created there, {retry}", False
+    if is_conflict(exc):  # another writer (e.g. a leader handing over) changed the object first
+        return logging.WARNING, f"reconcile raced another writer, {retry}: {api_error_summary(exc)}", False
+    detail = api_error_summary(exc) if isinstance(exc, ApiException) else str(exc)
+    return logging.ERROR, f"reconcile failed, {retry}: {detail}", True
+
+
 async def _sleep(event: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; True when woken by an event."""
     try:
@@ -107,8 +124,10 @@ async def index_loop(name: str, namespace: str, stopped: kopf.DaemonStopped, log
             metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
             delay, backoff = backoff, min(backoff * 2, 60)
         except Exception as exc:  # keep the loop alive; the next pass recomputes everything
-            logger.exception(f"reconcile failed, retrying in {backoff:.0f}s: {exc}")
-            metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
+            level, message, trace = failure_log(exc, namespace, backoff)
+            logger.log(level, message, exc_info=trace)
+            if level > logging.INFO:
+                metrics.RECONCILE_ERRORS.labels(namespace, name).inc()
             delay, backoff = backoff, min(backoff * 2, 60)
         woken = await _sleep(event, delay)
         if not woken and paced and not stopped:  # a safety-net resync waits for its slot in the shared budget

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from hack.localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
+from hack.localstack import CHART, INDEX_BUCKET, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
 
@@ -81,9 +81,15 @@ def test_the_server_rejects_what_the_chart_would_never_render(cluster):
 @pytest.fixture(scope="module")
 def four_horizons(cluster: Cluster):
     vectors, ids = sample_embeddings(2000, 32, seed=31)
+    # Versions retained by an earlier run on the same stack would be adopted, not built: no builder pod.
+    s3 = cluster.s3()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=INDEX_BUCKET, Prefix=f"faiss-indexes/{OPERATOR_NAMESPACE}/analogs-"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=INDEX_BUCKET, Key=obj["Key"])
     for horizon in HORIZONS:
         cluster.upload_embeddings(f"chart/{horizon}/vectors.npy", vectors, ids, f"chart/{horizon}/ids.npy")
-    values = ("-f", str(FOUR_HORIZONS), "--set", f"faissIndexDefaults.storage.endpoint={cluster.s3_endpoint}")
+    values = ("-f", str(FOUR_HORIZONS), "--set", f"faissIndexDefaults.storage.endpoint={cluster.s3_endpoint}",
+              "--set", "tests.timeoutSeconds=20")  # the failing helm test retries this long before it reports
     # First the operator with the new builder/serving accounts, then the indexes: in a single
     # upgrade the old leader may still create the first builder Jobs with its old settings.
     cluster.install_operator(*values, "--set-json", "faissIndexes=[]")
