@@ -16,8 +16,9 @@ E2E_WORKERS ?= 3
 TEST_WORKERS ?= 2
 # Defines the shell function `timed NAME CMD...`: runs CMD, prints "[test] NAME: <s>s rc=<rc>" (.ci/run lists these).
 TIMED_FN := timed() { local name=$$1 t0=$$(date +%s) rc=0; shift; "$$@" || rc=$$?; echo "[test] $$name: $$(( $$(date +%s) - t0 ))s rc=$$rc"; return $$rc; }
-E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
-E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q $(PYTEST_ARGS)
+# The e2e passes list their 12 slowest steps (setup, call, teardown): where CI time goes.
+E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile --durations=12 $(PYTEST_ARGS)
+E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q --durations=12 $(PYTEST_ARGS)
 
 ##@ Setup
 .PHONY: install
