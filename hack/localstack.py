@@ -20,11 +20,13 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from indexops_api import constants as api_constants
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "faiss-operator"
@@ -66,6 +68,8 @@ def stack_env() -> dict[str, str]:
 @dataclass
 class Cluster:
     env: dict[str, str]
+    _client: Any = field(default=None, repr=False, compare=False)
+    _client_pid: int = field(default=0, repr=False, compare=False)
 
     @classmethod
     def from_stack(cls) -> "Cluster":
@@ -86,6 +90,25 @@ class Cluster:
 
     def get_json(self, *args: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def faiss_index(self, namespace: str, name: str) -> dict[str, Any]:
+        """The FaissIndex object, read in process: the e2e waits poll it every second, and a
+        kubectl process per poll cost about 0.1 CPU-second on a CPU-bound 2-core run."""
+        from kubernetes import client
+
+        try:
+            return client.CustomObjectsApi(self._api_client()).get_namespaced_custom_object(
+                api_constants.GROUP, api_constants.VERSION, namespace, api_constants.PLURAL, name)
+        except client.ApiException as exc:
+            raise RuntimeError(f"reading faissindex {namespace}/{name}: HTTP {exc.status} {exc.reason}") from exc
+
+    def _api_client(self):
+        """One API client per Cluster and process, from the stack's kubeconfig."""
+        if self._client is None or self._client_pid != os.getpid():
+            from kubernetes import config
+
+            self._client, self._client_pid = config.new_client_from_config(config_file=self.env["KUBECONFIG"]), os.getpid()
+        return self._client
 
     def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return self.run(self.env.get("HELM", "helm"), *args, timeout=timeout)

@@ -105,7 +105,7 @@ def request_rebuild(cluster: Cluster, ns: str, name: str, value: str) -> None:
 
 
 def index_object(cluster: Cluster, ns: str, name: str) -> dict:
-    return cluster.get_json(f"faissindex/{name}", "-n", ns)
+    return cluster.faiss_index(ns, name)
 
 
 def index_status(cluster: Cluster, ns: str, name: str) -> dict:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from hack.localstack import INDEX_BUCKET, Cluster, search
+from tests.e2e.helpers import index_status as status
 
 K = 10
 GROUP = "faiss.indexops.io"
@@ -270,10 +271,6 @@ def annotate(cluster: Cluster, ns: str, name: str, annotation: str) -> str:
     value = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cluster.kubectl("annotate", "faissindex", name, "-n", ns, "--overwrite", f"{GROUP}/{annotation}={value}")
     return value
-
-
-def status(cluster: Cluster, ns: str, name: str) -> dict:
-    return cluster.get_json(f"faissindex/{name}", "-n", ns).get("status", {})
 
 
 def condition(st: dict, ctype: str) -> dict:

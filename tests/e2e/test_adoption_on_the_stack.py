@@ -78,7 +78,7 @@ def test_a_reapplied_index_serves_its_published_version_from_storage_without_bui
     assert not builder_jobs(cluster, ns, name), "the re-applied index started a build"
     assert adopted["lastGoodVersion"] == version and adopted["recall"] == before["recall"] and adopted["vectors"] == before["vectors"]
     assert adopted["lastBuild"]["version"] == version and adopted["lastBuild"]["result"] == "Succeeded"
-    uid = cluster.get_json(f"faissindex/{name}", "-n", ns)["metadata"]["uid"]
+    uid = cluster.faiss_index(ns, name)["metadata"]["uid"]
     mine = [e for e in index_events(cluster, ns, name) if e["involvedObject"].get("uid") == uid]
     assert [e["reason"] for e in mine if e["reason"] == "Adopted"] == ["Adopted"], mine
     assert version in next(e["message"] for e in mine if e["reason"] == "Adopted")

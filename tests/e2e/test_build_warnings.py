@@ -62,7 +62,7 @@ def served(cluster: Cluster, namespace: str) -> dict[str, Any]:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
 
     def serving() -> dict[str, Any] | None:
-        st = cluster.get_json(f"faissindex/{NAME}", "-n", namespace).get("status", {})
+        st = cluster.faiss_index(namespace, NAME).get("status", {})
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
         return st if ready and st.get("currentVersion") else None
 

@@ -100,7 +100,7 @@ def four_horizons(cluster: Cluster):
 
 
 def ready(cluster: Cluster, name: str) -> dict | None:
-    st = cluster.get_json(f"faissindex/{name}", "-n", OPERATOR_NAMESPACE).get("status", {})
+    st = cluster.faiss_index(OPERATOR_NAMESPACE, name).get("status", {})
     cond = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
     degraded = next((c for c in st.get("conditions", []) if c["type"] == "Degraded"), {})
     if degraded.get("status") == "True" and not st.get("currentVersion"):

@@ -53,7 +53,7 @@ def as_json(cluster: Cluster, *args: str) -> Any:
 
 
 def status(cluster: Cluster, ns: str) -> dict[str, Any]:
-    return cluster.get_json(f"faissindex/{NAME}", "-n", ns).get("status", {})
+    return cluster.faiss_index(ns, NAME).get("status", {})
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def apply_index(cluster: Cluster, ns: str, name: str, key: str = SMALL_KEY, ids_
 
 def wait_ready(cluster: Cluster, ns: str, name: str, timeout: float = 300) -> dict:
     def ready():
-        st = cluster.get_json(f"faissindex/{name}", "-n", ns).get("status", {})
+        st = cluster.faiss_index(ns, name).get("status", {})
         cond = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
         return st if cond.get("status") == "True" and st.get("currentVersion") else None
 

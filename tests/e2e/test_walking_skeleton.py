@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from hack.localstack import OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings, search
+from tests.e2e.helpers import index_status as status
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +49,6 @@ def manifest(cluster: Cluster, name: str, **overrides) -> str:
     doc = yaml.safe_load(cluster.sample_manifest(**{"spec.dimension": DIM, "spec.source.s3.key": KEY, "spec.source.s3.idsKey": IDS_KEY, **overrides}))
     doc["metadata"]["name"] = name
     return yaml.safe_dump(doc)
-
-
-def status(cluster: Cluster, ns: str, name: str) -> dict:
-    return cluster.get_json(f"faissindex/{name}", "-n", ns).get("status", {})
 
 
 def condition(st: dict, ctype: str) -> dict:
