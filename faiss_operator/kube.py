@@ -6,12 +6,13 @@ it); elsewhere the local kubeconfig.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 
 import kubernetes
 from kubernetes.client.rest import ApiException
+
+from indexops_api.api_status import status_body
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,6 @@ def is_conflict(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
-def _status_body(exc: ApiException) -> dict:
-    """The API server's Status object carried by an error, or {} when the body is not one."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def is_namespace_terminating(exc: Exception) -> bool:
     """The API server refused to create an object because its namespace is being deleted.
 
@@ -70,11 +62,11 @@ def is_namespace_terminating(exc: Exception) -> bool:
     """
     if not isinstance(exc, ApiException) or exc.status != 403:
         return False
-    causes = (_status_body(exc).get("details") or {}).get("causes") or []
+    causes = (status_body(exc).get("details") or {}).get("causes") or []
     return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def api_error_summary(exc: ApiException) -> str:
     """One line for a log: status, reason and the server's message, without HTTP headers."""
-    message = _status_body(exc).get("message") or ""
+    message = status_body(exc).get("message") or ""
     return f"HTTP {exc.status} {exc.reason}" + (f": {message}" if message else "")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from faissctl.errors import CtlError, forbidden, no_cluster, not_found
+from indexops_api.api_status import status_body
 from indexops_api.constants import GROUP, PLURAL, VERSION
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -53,7 +54,7 @@ def explain(exc: Exception, what: str, namespace: str | None = None) -> CtlError
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
     if isinstance(exc, ApiException):
-        body = _status_body(exc)
+        body = status_body(exc)
         message = body.get("message") or exc.reason or "error"
         where = f" in namespace {namespace!r}" if namespace else ""
         if exc.status == 404:
@@ -73,14 +74,6 @@ def explain(exc: Exception, what: str, namespace: str | None = None) -> CtlError
     if isinstance(exc, HTTPError | OSError):
         return no_cluster(f"{what}: cannot reach the Kubernetes API server: {_root_cause(exc)}")
     return CtlError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def _status_body(exc: Any) -> dict[str, Any]:
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _root_cause(exc: BaseException) -> str:
