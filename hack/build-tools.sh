@@ -30,7 +30,7 @@ build_k8s() {
   if [[ -x "${K8S_DIR}/kube-apiserver" && -x "${K8S_DIR}/kube-controller-manager" ]]; then
     log "kube-apiserver/kube-controller-manager ${K8S_VERSION}: cached in ${K8S_DIR}"; return
   fi
-  log "building kube-apiserver + kube-controller-manager ${K8S_VERSION} (cold: 10-30 min on 2 cores)"
+  log "building kube-apiserver + kube-controller-manager ${K8S_VERSION} (cold: about 7 min on a quiet 2-core machine, up to ~25 min on a loaded one)"
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local ld=""
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
