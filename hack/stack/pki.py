@@ -122,5 +122,4 @@ def write_kubeconfig(path: Path, certs: Path, server: str) -> None:
             "cluster": "faiss-local", "user": "faiss-local-admin", "namespace": "default"}}],
         "current-context": "faiss-local",
     }
-    write_if_changed(path, yaml.safe_dump(cfg, sort_keys=False))
-    path.chmod(0o600)
+    write_if_changed(path, yaml.safe_dump(cfg, sort_keys=False), mode=0o600)

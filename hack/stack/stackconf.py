@@ -159,8 +159,8 @@ def env_file_values(paths: StackPaths, ports: dict[str, int]) -> dict[str, str]:
     }
 
 
-def write_if_changed(path: Path, text: str) -> None:
-    """Replace ``path`` atomically, and only when its content changes.
+def write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically with ``mode``, and only when its content changes.
 
     Every ``stack up`` rewrites the env file and kubeconfig, and under pytest-xdist each worker
     runs ``stack up`` while the others read them: a plain rewrite (truncate, then write) lets a
@@ -170,6 +170,7 @@ def write_if_changed(path: Path, text: str) -> None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
+    tmp.chmod(mode)  # before it takes the name: a kubeconfig is never readable by others
     os.replace(tmp, path)
 
 

@@ -40,3 +40,11 @@ def test_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
     assert path.stat().st_ino == before
     write_if_changed(path, "changed\n")
     assert path.read_text() == "changed\n" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_kubeconfig_is_never_readable_by_others_even_while_it_is_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    write_if_changed(path, "client-key-data: secret\n", mode=0o600)
+    assert path.stat().st_mode & 0o777 == 0o600
+    write_if_changed(path, "client-key-data: other\n", mode=0o600)
+    assert path.stat().st_mode & 0o777 == 0o600
