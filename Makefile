@@ -9,16 +9,14 @@ STACK_DIR ?= $(CURDIR)/.stack
 export FAISS_STACK_DIR := $(STACK_DIR)
 STACK := $(PY) -m hack.stack.stack
 PYTEST_ARGS ?=
-# Parallel test workers (pytest-xdist, --dist loadfile). The e2e suite mostly waits on the stack,
-# so 3 workers overlap that waiting on 2 cores; modules marked e2e_serial (they change the
-# shared operator release) run afterwards alone. E2E_WORKERS=0 / TEST_WORKERS=0: all serial.
+# Parallel test workers (pytest-xdist, --dist loadfile), passed to hack/test.sh. The e2e suite
+# mostly waits on the stack, so 3 workers overlap that waiting on 2 cores; modules marked
+# e2e_serial (they change the shared operator release) run alone. In `make test` the stackless
+# tests (unit, tools, integration, security) run on TEST_WORKERS workers beside the e2e_serial
+# and chaos passes, which leave most of the machine idle. 0: no xdist.
 E2E_WORKERS ?= 3
-TEST_WORKERS ?= 2
-# Defines the shell function `timed NAME CMD...`: runs CMD, prints "[test] NAME: <s>s rc=<rc>" (.ci/run lists these).
-TIMED_FN := timed() { local name=$$1 t0=$$(date +%s) rc=0; shift; "$$@" || rc=$$?; echo "[test] $$name: $$(( $$(date +%s) - t0 ))s rc=$$rc"; return $$rc; }
-# The e2e passes list their 12 slowest steps (setup, call, teardown): where CI time goes.
-E2E_PARALLEL := $(PY) -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q -n $(E2E_WORKERS) --dist loadfile --durations=12 $(PYTEST_ARGS)
-E2E_SERIAL := $(PY) -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q --durations=12 $(PYTEST_ARGS)
+TEST_WORKERS ?= 1
+TEST_SH := PY=$(PY) E2E_WORKERS=$(E2E_WORKERS) TEST_WORKERS=$(TEST_WORKERS) PYTEST_ARGS="$(PYTEST_ARGS)" bash hack/test.sh
 
 ##@ Setup
 .PHONY: install
@@ -113,15 +111,12 @@ test-security: install ## Tenant attacks without the stack (tests/security; the 
 	$(PY) -m pytest tests/security -m "not e2e" -q $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm; E2E_WORKERS parallel, then e2e_serial alone)
-	$(E2E_PARALLEL) && $(E2E_SERIAL)
+test-e2e: stack-up ## End-to-end tests against the local stack (operator installed by helm; e2e_serial alone, then E2E_WORKERS parallel)
+	$(TEST_SH) e2e
 
 .PHONY: test
-test: install lint tools ## Everything: unit, tools, integration and e2e (starts and stops the stack)
-	@$(TIMED_FN); timed unit+integration $(PY) -m pytest tests/unit tests/integration tests/security -m "not e2e" -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
-	@$(TIMED_FN); timed stack-up $(STACK) up
-	@set -o pipefail; $(TIMED_FN); timed e2e-parallel $(E2E_PARALLEL) && timed e2e-serial $(E2E_SERIAL) \
-	  && timed chaos-quick $(PY) -m pytest tests/chaos -m chaos_quick -q $(PYTEST_ARGS); rc=$$?; $(STACK) down --keep-logs; exit $$rc
+test: install lint tools ## Everything: unit, tools, integration, security and e2e (starts and stops the stack; hack/test.sh)
+	$(TEST_SH) all
 
 .PHONY: chaos
 chaos: install tools ## Every chaos scenario (tests/chaos: faults injected into the local stack; ~25 min), stack started and stopped

@@ -81,13 +81,13 @@ def test_the_server_rejects_what_the_chart_would_never_render(cluster):
 @pytest.fixture(scope="module")
 def four_horizons(cluster: Cluster):
     vectors, ids = sample_embeddings(2000, 32, seed=31)
+    for horizon in HORIZONS:  # creates both buckets on a fresh stack
+        cluster.upload_embeddings(f"chart/{horizon}/vectors.npy", vectors, ids, f"chart/{horizon}/ids.npy")
     # Versions retained by an earlier run on the same stack would be adopted, not built: no builder pod.
     s3 = cluster.s3()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=INDEX_BUCKET, Prefix=f"faiss-indexes/{OPERATOR_NAMESPACE}/analogs-"):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket=INDEX_BUCKET, Key=obj["Key"])
-    for horizon in HORIZONS:
-        cluster.upload_embeddings(f"chart/{horizon}/vectors.npy", vectors, ids, f"chart/{horizon}/ids.npy")
     values = ("-f", str(FOUR_HORIZONS), "--set", f"faissIndexDefaults.storage.endpoint={cluster.s3_endpoint}",
               "--set", "tests.timeoutSeconds=20")  # the failing helm test retries this long before it reports
     # First the operator with the new builder/serving accounts, then the indexes: in a single

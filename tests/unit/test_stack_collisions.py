@@ -38,11 +38,12 @@ def test_two_checkouts_default_stacks_claim_different_pod_ip_ranges(tmp_path):
 
 
 def test_an_address_something_already_listens_on_is_not_handed_to_a_pod():
+    # 127.250.0.x: outside every stack's range (16..215), so a running stack's pods cannot be there.
     with socket.socket() as taken:
-        taken.bind(("127.77.0.1", 0))
+        taken.bind(("127.250.0.1", 0))
         taken.listen()
-        assert listening_on("127.77.0.1") and not listening_on("127.77.0.2")
-        assert IpPool(77).allocate("pod-1") == "127.77.0.2"
+        assert listening_on("127.250.0.1") and not listening_on("127.250.0.2")
+        assert IpPool(250).allocate("pod-1") == "127.250.0.2"
 
 
 def _ctx(tmp_path: Path, port: int) -> Ctx:
