@@ -10,11 +10,11 @@ export FAISS_STACK_DIR := $(STACK_DIR)
 STACK := $(PY) -m hack.stack.stack
 PYTEST_ARGS ?=
 # Parallel test workers (pytest-xdist, --dist loadfile), passed to hack/test.sh. The e2e suite
-# mostly waits on the stack, so 3 workers overlap that waiting on 2 cores; modules marked
+# mostly waits on the stack, so 4 workers overlap that waiting on 2 cores; modules marked
 # e2e_serial (they change the shared operator release) run alone. In `make test` the stackless
 # tests (unit, tools, integration, security) run on TEST_WORKERS workers beside the e2e_serial
 # and chaos passes, which leave most of the machine idle. 0: no xdist.
-E2E_WORKERS ?= 3
+E2E_WORKERS ?= 4
 TEST_WORKERS ?= 1
 TEST_SH := PY=$(PY) E2E_WORKERS=$(E2E_WORKERS) TEST_WORKERS=$(TEST_WORKERS) PYTEST_ARGS="$(PYTEST_ARGS)" bash hack/test.sh
 

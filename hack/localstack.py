@@ -91,16 +91,28 @@ class Cluster:
     def get_json(self, *args: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def faiss_index(self, namespace: str, name: str) -> dict[str, Any]:
-        """The FaissIndex object, read in process: the e2e waits poll it every second, and a
-        kubectl process per poll cost about 0.1 CPU-second on a CPU-bound 2-core run."""
-        from kubernetes import client
+    def api_get(self, path: str, **query: str) -> dict[str, Any]:
+        """GET one API path in process, as JSON (``query``: e.g. ``labelSelector``). The e2e
+        waits poll every second or so, and a kubectl process per poll cost about 0.1
+        CPU-second on a CPU-bound 2-core run."""
+        from kubernetes.client import ApiException
 
         try:
-            return client.CustomObjectsApi(self._api_client()).get_namespaced_custom_object(
-                api_constants.GROUP, api_constants.VERSION, namespace, api_constants.PLURAL, name)
-        except client.ApiException as exc:
-            raise RuntimeError(f"reading faissindex {namespace}/{name}: HTTP {exc.status} {exc.reason}") from exc
+            resp = self._api_client().call_api(
+                path, "GET", query_params=[(k, v) for k, v in query.items() if v], header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False, _request_timeout=30)
+        except ApiException as exc:
+            raise RuntimeError(f"GET {path}: HTTP {exc.status} {exc.reason}") from exc
+        return json.loads(resp.data)
+
+    def faiss_index(self, namespace: str, name: str) -> dict[str, Any]:
+        """The FaissIndex object, read in process."""
+        g = api_constants
+        return self.api_get(f"/apis/{g.GROUP}/{g.VERSION}/namespaces/{namespace}/{g.PLURAL}/{name}")
+
+    def events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        """The Events of one object (by name) in a namespace, read in process."""
+        return self.api_get(f"/api/v1/namespaces/{namespace}/events", fieldSelector=f"involvedObject.name={involved}")["items"]
 
     def _api_client(self):
         """One API client per Cluster and process, from the stack's kubeconfig."""
@@ -249,7 +261,8 @@ class Cluster:
 
     def service_pod_urls(self, service: str, namespace: str) -> list[str]:
         """Ready endpoints of a Service, from its EndpointSlices (no kube-proxy here)."""
-        slices = self.get_json("endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}")
+        slices = self.api_get(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+                              labelSelector=f"kubernetes.io/service-name={service}")
         urls = []
         for item in slices.get("items", []):
             port = next((p["port"] for p in item.get("ports") or [] if p.get("name") == "http"), None)

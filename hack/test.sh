@@ -17,7 +17,7 @@ STACK=("${PY}" -m hack.stack.stack)
 read -r -a EXTRA <<<"${PYTEST_ARGS:-}"
 workers() { (( $1 > 0 )) && echo "-n $1 --dist loadfile" || echo "-p no:xdist"; }
 # shellcheck disable=SC2046 # word splitting of $(workers N) is intended
-E2E_PARALLEL=("${PY}" -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q $(workers "${E2E_WORKERS:-3}") --durations=12 "${EXTRA[@]}")
+E2E_PARALLEL=("${PY}" -m pytest tests/e2e tests/security -m "e2e and not e2e_serial" -q $(workers "${E2E_WORKERS:-4}") --durations=12 "${EXTRA[@]}")
 E2E_SERIAL=("${PY}" -m pytest tests/e2e tests/security -m "e2e and e2e_serial" -q --durations=12 "${EXTRA[@]}")
 CHAOS_QUICK=("${PY}" -m pytest tests/chaos -m chaos_quick -q "${EXTRA[@]}")
 STACKLESS=(tests/unit tests/integration tests/security)
@@ -52,7 +52,7 @@ stackless=$!
 timed e2e-serial "${E2E_SERIAL[@]}"
 timed chaos-quick "${CHAOS_QUICK[@]}"
 wait "${stackless}" || { rc=$?; (( status != 0 )) || status=${rc}; }
-echo "[test] output of the unit+integration pass (it ran beside the two above):"
+echo "== the unit+integration pass (it ran beside e2e-serial and chaos-quick) =="
 cat "${stackless_log}"; rm -f "${stackless_log}"
 timed e2e-parallel "${E2E_PARALLEL[@]}"
 exit "${status}"

@@ -150,7 +150,7 @@ def wait_build_done(cluster: Cluster, ns: str, name: str, number: int, timeout: 
 
 
 def index_events(cluster: Cluster, ns: str, name: str, reason: str | None = None) -> list[dict]:
-    items = cluster.get_json("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+    items = cluster.events(ns, name)
     items = [e for e in items if e.get("involvedObject", {}).get("kind") == "FaissIndex"]
     if reason is not None:
         items = [e for e in items if e["reason"] == reason]

@@ -295,7 +295,7 @@ def wait_candidate(cluster: Cluster, ns: str, name: str, not_in: tuple[str, ...]
 
 
 def events(cluster: Cluster, ns: str, name: str, reason: str | None = None) -> list[dict]:
-    items = cluster.get_json("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+    items = cluster.events(ns, name)
     items = [e for e in items if e["involvedObject"].get("kind") == "FaissIndex" and reason in (None, e["reason"])]
     return sorted(items, key=lambda e: e.get("firstTimestamp") or e["metadata"]["creationTimestamp"])
 

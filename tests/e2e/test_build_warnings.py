@@ -82,7 +82,7 @@ def test_the_builders_nlist_warning_is_in_status_last_build_warnings(served: dic
 
 def test_the_warning_is_a_build_warning_event_naming_the_version(cluster: Cluster, namespace: str,
                                                                   served: dict[str, Any]) -> None:
-    events = cluster.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]
+    events = cluster.events(namespace, NAME)
     warned = [e for e in events if e["reason"] == "BuildWarning"]
     assert warned and all(e["type"] == "Warning" for e in warned)
     assert any(e["message"].startswith(f"version {served['currentVersion']}: {TOO_LARGE}") for e in warned)

@@ -89,7 +89,7 @@ def four_horizons(cluster: Cluster):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket=INDEX_BUCKET, Key=obj["Key"])
     values = ("-f", str(FOUR_HORIZONS), "--set", f"faissIndexDefaults.storage.endpoint={cluster.s3_endpoint}",
-              "--set", "tests.timeoutSeconds=20")  # the failing helm test retries this long before it reports
+              "--set", "tests.timeoutSeconds=8")  # the failing helm test retries this long before it reports
     # First the operator with the new builder/serving accounts, then the indexes: in a single
     # upgrade the old leader may still create the first builder Jobs with its old settings.
     cluster.install_operator(*values, "--set-json", "faissIndexes=[]")

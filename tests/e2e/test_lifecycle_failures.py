@@ -1,8 +1,10 @@
 """When builds fail and when the source changes: retry backoff, Stalled and recovery, drift checks.
 
-The drift test reads a real PostgreSQL table, so the module installs the operator with
-``rbac.readSourceSecrets=true`` (the operator must read the DSN Secret for the drift probe) and
-reinstalls the default (no Secret access) afterwards. Both tests' indexes are applied up front
+The drift test reads a real PostgreSQL table, so the operator must read the DSN Secret for the
+drift probe. Rather than changing the shared release, the module applies the chart's own grant
+for one namespace beside it: ``rbac.readSourceSecrets=true`` rendered with ``watchNamespace`` set
+to the module's namespace (a Role and RoleBinding there, deleted with the namespace), so the
+module runs beside the others. Both tests' indexes are applied up front
 (module fixture ``indexes``) so their first builds overlap, and the failing index stalls while
 the drift test runs.
 """
@@ -36,9 +38,9 @@ from helpers import (
     wait_status,
     wait_sync_passes,
 )
-from hack.localstack import Cluster, sample_embeddings
+from hack.localstack import CHART, OPERATOR_NAMESPACE, RELEASE, Cluster, sample_embeddings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]  # changes the shared operator release: runs alone
+pytestmark = pytest.mark.e2e
 
 DIM = 16
 MISSING_KEY = f"lifecycle-failures/{uuid.uuid4().hex[:8]}/{{horizon}}/vectors.npy"  # uploaded by the test, late
@@ -49,11 +51,20 @@ QUIET = 30  # seconds without a new Job after Stalled (3 resync periods of the o
 @pytest.fixture(scope="module")
 def cluster() -> Cluster:
     c = Cluster.from_stack()
-    c.install_operator("--set", "rbac.readSourceSecrets=true")
+    c.install_operator()
     c.ensure_bucket("faiss-demo-embeddings")
     c.ensure_bucket("faiss-demo-indexes")
-    yield c
-    c.install_operator()  # back to the chart default: no Secret access
+    return c
+
+
+def grant_secret_reads(cluster: Cluster, ns: str) -> None:
+    """The chart's Secret grant for one namespace (its Role and RoleBinding), applied beside the release."""
+    rendered = cluster.helm("template", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE,
+                            "--set", "rbac.readSourceSecrets=true", "--set", f"watchNamespace={ns}",
+                            "--show-only", "templates/rbac-source-secrets.yaml").stdout
+    cluster.kubectl("apply", "-f", "-", input=rendered)
+    account = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
+    assert cluster.kubectl("auth", "can-i", "get", "secrets", "-n", ns, "--as", account).stdout.strip() == "yes"
 
 
 @dataclass
@@ -82,6 +93,7 @@ def add_rows(dsn: str, table: str, start: int, count: int) -> None:
 def indexes(cluster: Cluster, postgres_dsn: str):
     namespaces = lifecycle_namespace(cluster, "lc-fail")
     ns = next(namespaces)
+    grant_secret_reads(cluster, ns)
     cluster.kubectl("create", "secret", "generic", "pg", "-n", ns, f"--from-literal=dsn={postgres_dsn}")
     build = {"retryBackoffSeconds": 1, "maxConsecutiveFailures": 2}
     apply_doc(cluster, ns, index_doc(cluster, "stall", DIM, s3_source(MISSING_KEY), build=build))

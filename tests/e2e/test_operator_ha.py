@@ -247,5 +247,5 @@ def test_an_operator_killed_mid_build_adopts_the_running_job_after_restart_inste
     assert [j["metadata"]["uid"] for j in jobs] == [job["metadata"]["uid"]]
     assert st["currentVersion"] == job["metadata"]["annotations"]["faiss.indexops.io/version"]
     assert st["lastBuild"]["job"] == job["metadata"]["name"]
-    reasons = [e["reason"] for e in cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.name=slow")["items"]]
+    reasons = [e["reason"] for e in cluster.events(namespace, "slow")]
     assert reasons.count("BuildStarted") == 1

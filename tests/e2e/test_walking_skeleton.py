@@ -69,7 +69,7 @@ def serving_url(cluster: Cluster, ns: str, name: str) -> str:
 
 
 def events(cluster: Cluster, ns: str, name: str) -> list[dict]:
-    items = cluster.get_json("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+    items = cluster.events(ns, name)
     return items
 
 
