@@ -76,9 +76,10 @@ def module_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
       marked ``e2e_serial`` changes that release (helm values, replicas, killed pods) or watches
       the whole operator, so it waits for every other e2e module and has the stack alone. The
       lock lives in the stack's directory, so it holds across pytest runs on one stack.
-      `make test` runs those in a second pass without ``-n``; the lock keeps ``-n N`` safe too.
+      `make test` runs those in a pass of their own without ``-n``; the lock keeps ``-n N`` safe too.
     - other modules marked ``alone`` (wall-clock latency bounds) run while no other module of the
       same xdist run does (lock in the run's temp dir); without xdist there is nothing to share.
+      `make test` runs them first, before the stack starts and before anything runs beside them.
     """
     e2e = request.node.get_closest_marker("e2e") is not None
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
