@@ -169,8 +169,17 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
     if path.exists() and path.read_text() == text:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)  # before it takes the name: a kubeconfig is never readable by others
+    tmp.unlink(missing_ok=True)  # left by a killed run: O_EXCL below creates the file afresh
+    # Created with ``mode`` (fchmod: whatever the umask), so a kubeconfig is never readable by
+    # others, not even while it is written under its temporary name.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 

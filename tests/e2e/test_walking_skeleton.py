@@ -69,8 +69,7 @@ def serving_url(cluster: Cluster, ns: str, name: str) -> str:
 
 
 def events(cluster: Cluster, ns: str, name: str) -> list[dict]:
-    items = cluster.events(ns, name)
-    return items
+    return cluster.events(ns, name)
 
 
 def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -6,6 +6,7 @@ that saw a truncated file ran kubectl and helm against localhost:8080.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -42,9 +43,22 @@ def test_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
     assert path.read_text() == "changed\n" and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_a_kubeconfig_is_never_readable_by_others_even_while_it_is_being_written(tmp_path: Path) -> None:
+def test_a_kubeconfig_is_never_readable_by_others_even_while_it_is_being_written(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "kubeconfig"
-    write_if_changed(path, "client-key-data: secret\n", mode=0o600)
-    assert path.stat().st_mode & 0o777 == 0o600
-    write_if_changed(path, "client-key-data: other\n", mode=0o600)
-    assert path.stat().st_mode & 0o777 == 0o600
+    modes_at_write: list[int] = []
+    real_write = os.write
+
+    def spy(fd: int, data: bytes) -> int:  # the temporary file's mode when its content goes in
+        modes_at_write.append(os.fstat(fd).st_mode & 0o777)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", spy)
+    old_umask = os.umask(0o022)
+    try:
+        write_if_changed(path, "client-key-data: secret\n", mode=0o600)
+        assert path.stat().st_mode & 0o777 == 0o600
+        write_if_changed(path, "client-key-data: other\n", mode=0o600)
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_text() == "client-key-data: other\n"
+    assert modes_at_write and set(modes_at_write) == {0o600}, modes_at_write
